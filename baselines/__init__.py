@@ -1,0 +1,1 @@
+"""fspo_bench.baselines: see the README of this folder."""

@@ -1,0 +1,3 @@
+from fspo_bench.cli import main
+
+main()

@@ -1,0 +1,66 @@
+"""Model backends: turn generation requests into text (and, optionally, score log-likelihoods)."""
+
+from __future__ import annotations
+
+from abc import abstractmethod
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
+
+from fspo_bench.component import Component
+from fspo_bench.records import Record
+
+
+@dataclass(frozen=True)
+class GenerationParams(Record):
+    """Decoding parameters. ``seed`` and ``sample_index`` make sampled generations cacheable."""
+
+    max_new_tokens: int = 256
+    temperature: float = 0.0
+    top_p: float = 1.0
+    repetition_penalty: float = 1.0
+    seed: int = 0
+    sample_index: int = 0
+
+
+@dataclass(frozen=True)
+class GenerationRequest(Record):
+    """One prompt for a backend: raw text (``prompt``) or chat ``messages``, never both.
+
+    ``adapter`` names a trained checkpoint (for example a LoRA adapter) applied on top of the
+    backend's model; ``stop`` lists strings that end generation.
+    """
+
+    params: GenerationParams
+    prompt: str | None = None
+    messages: list[dict[str, str]] | None = None
+    stop: list[str] = field(default_factory=list)
+    adapter: str | None = None
+
+    def __post_init__(self) -> None:
+        if (self.prompt is None) == (self.messages is None):
+            raise ValueError("a GenerationRequest needs exactly one of prompt or messages")
+
+
+class Backend(Component):
+    """A way to run a model. Subclasses implement :meth:`generate`."""
+
+    kind: ClassVar[str] = "backend"
+
+    def __init__(self, model: str, **options: Any) -> None:
+        self.model = model
+        self.options = options
+
+    def identity(self) -> dict[str, Any]:
+        """What names this backend's outputs in cache keys (never secrets)."""
+        return {"backend": self.name, "model": self.model}
+
+    @abstractmethod
+    def generate(self, requests: Sequence[GenerationRequest]) -> list[str]:
+        """Generate one completion per request, in order."""
+
+    def loglikelihood(
+        self, pairs: Sequence[tuple[str, str]], adapter: str | None = None
+    ) -> list[float]:
+        """Summed log-probability of each continuation given its context."""
+        raise NotImplementedError(f"backend {self.name!r} cannot score log-likelihoods")

@@ -1,0 +1,1 @@
+"""fspo_bench.judges: see the README of this folder."""

@@ -1,0 +1,1 @@
+"""fspo_bench.leaderboard: see the README of this folder."""

@@ -1,0 +1,1 @@
+"""fspo_bench.tasks: see the README of this folder."""

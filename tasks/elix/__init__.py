@@ -1,0 +1,1 @@
+"""The elix domain plugin."""

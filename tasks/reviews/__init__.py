@@ -1,0 +1,1 @@
+"""The reviews domain plugin."""

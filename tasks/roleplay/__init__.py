@@ -1,0 +1,1 @@
+"""The roleplay domain plugin."""

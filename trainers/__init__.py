@@ -1,0 +1,1 @@
+"""fspo_bench.trainers: see the README of this folder."""
