@@ -15,6 +15,7 @@ import click
 import typer
 
 from fspo_bench import __version__, plugins
+from fspo_bench.data_commands import add_data_commands
 from fspo_bench.errors import FspoBenchError, UnknownNameError
 
 LISTABLE = {"domains": "domain", "methods": "method", "backends": "backend",
@@ -103,6 +104,7 @@ def build_app() -> typer.Typer:
             for e in entries:
                 typer.echo(e.name)
 
+    add_data_commands(app)
     plugins.add_commands(app)
     return app
 
