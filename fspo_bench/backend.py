@@ -46,6 +46,8 @@ class Backend(Component):
     """A way to run a model. Subclasses implement :meth:`generate`."""
 
     kind: ClassVar[str] = "backend"
+    #: How many requests the runner hands over at once; each batch is cached when it returns.
+    batch_size: int = 8
 
     def __init__(self, model: str, **options: Any) -> None:
         self.model = model
@@ -54,6 +56,17 @@ class Backend(Component):
     def identity(self) -> dict[str, Any]:
         """What names this backend's outputs in cache keys (never secrets)."""
         return {"backend": self.name, "model": self.model}
+
+    def check(self) -> None:
+        """Fail early, with one clear FspoBenchError, if the model cannot be used at all."""
+
+    def adapter_revision(self, adapter: str) -> str | None:
+        """What names an adapter's content in cache keys (None: the path alone)."""
+        return None
+
+    def estimate_cost(self, requests: Sequence[GenerationRequest]) -> float:
+        """Estimated USD cost of running these requests (0 for local models)."""
+        return 0.0
 
     @abstractmethod
     def generate(self, requests: Sequence[GenerationRequest]) -> list[str]:

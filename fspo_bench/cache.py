@@ -170,7 +170,7 @@ class ResponseCache:
             conn = sqlite3.connect(
                 str(path),
                 timeout=BUSY_TIMEOUT_S,
-                isolation_level="",  # autocommit: each statement is its own transaction
+                isolation_level=None,  # autocommit: each statement is its own transaction
                 check_same_thread=False,  # one connection shared by threads, under self._lock
             )
         except sqlite3.Error as exc:
@@ -305,8 +305,8 @@ class ResponseCache:
             raise ValueError(f"the response cache {self.path} is closed")
         if os.getpid() != self._pid:
             # Inherited through fork(): never use (or close) the parent's connection here.
-            self._pid = os.getpid()
             self._conn = self._open()
+            self._pid = os.getpid()
         return self._conn
 
     def _execute(self, sql: str, params: Iterable[Any] = ()) -> sqlite3.Cursor:

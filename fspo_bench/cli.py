@@ -9,14 +9,18 @@ from __future__ import annotations
 
 import json
 import sys
-from typing import Annotated, Optional
+from typing import Annotated
 
 import click
 import typer
 
 from fspo_bench import __version__, plugins
+from fspo_bench.audit import add_audit_command
 from fspo_bench.data_commands import add_data_commands
 from fspo_bench.errors import FspoBenchError, UnknownNameError
+from fspo_bench.run_commands import add_run_commands
+from fspo_bench.safety import check_litellm_version
+from fspo_bench.serve import add_serve_command
 
 LISTABLE = {"domains": "domain", "methods": "method", "backends": "backend",
             "judges": "judge", "metrics": "metric"}
@@ -56,11 +60,9 @@ def build_app() -> typer.Typer:
 
     @app.callback()
     def root(
-        version: Annotated[
-            Optional[bool],  # noqa: UP045 - typer needs Optional on Python 3.10
-            typer.Option("--version", callback=_version_callback, is_eager=True,
-                         help="Print the version and exit."),
-        ] = None,
+        version: Annotated[bool, typer.Option(
+            "--version", callback=_version_callback, is_eager=True,
+            help="Print the version and exit.")] = False,
     ) -> None:
         """Benchmark few-shot personalization of language models (FSPO and baselines)."""
 
@@ -105,6 +107,9 @@ def build_app() -> typer.Typer:
                 typer.echo(e.name)
 
     add_data_commands(app)
+    add_run_commands(app)
+    add_serve_command(app)
+    add_audit_command(app)
     plugins.add_commands(app)
     return app
 
@@ -112,6 +117,7 @@ def build_app() -> typer.Typer:
 def main(argv: list[str] | None = None) -> None:
     """Console-script entry point: user errors become one line on stderr and a non-zero exit."""
     try:
+        check_litellm_version()  # refuse to start beside a known-bad litellm release
         command = typer.main.get_command(build_app())
         code = command.main(args=argv, prog_name="fspo-bench", standalone_mode=False)
     except FspoBenchError as exc:

@@ -38,6 +38,13 @@ class Judge(Component):
         """What names this judge's verdicts in cache keys and leaderboard rows."""
         return {"judge": self.name}
 
+    def check(self) -> None:
+        """Fail early, with one clear FspoBenchError, if the judge cannot run at all."""
+
+    def estimate_cost(self, n_comparisons: int) -> float:
+        """Estimated USD cost of judging this many comparisons (0 for local judges)."""
+        return 0.0
+
     @abstractmethod
     def judge(self, comparisons: Sequence[Comparison]) -> list[Judgment]:
         """One judgment per comparison, in order; unparseable verdicts are ``valid=False``."""

@@ -155,6 +155,8 @@ class RunSpec(Record):
     seed: int = 0
     checkpoint: str | None = None
     generation: dict[str, Any] = field(default_factory=dict)
+    backend_options: dict[str, Any] = field(default_factory=dict)
+    judge_options: dict[str, Any] = field(default_factory=dict)
 
     def config_hash(self) -> str:
         from fspo_bench.hashing import stable_hash

@@ -28,3 +28,11 @@ def plugin_site(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
     plugins.reset()
     for name in [m for m in sys.modules if m.startswith("tp_")]:
         del sys.modules[name]
+
+
+@pytest.fixture(scope="session")
+def tiny_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A tiny random causal LM folder (tests/tiny_model.py), built once per test session."""
+    from .tiny_model import build_tiny_model
+
+    return build_tiny_model(tmp_path_factory.mktemp("tiny-model"))

@@ -85,7 +85,7 @@ def test_key_rejects_non_mapping_requests():
 
 def test_round_trip_of_nested_values(tmp_path):
     value = {
-        "text": "Voilà — ünïcödé, emoji 🙂, quotes \" and \\ and\nnewlines",
+        "text": 'Voilà — ünïcödé, emoji 🙂, quotes " and \\ and\nnewlines',
         "tokens": [1, 2, 3],
         "logprobs": [-0.25, -1.5e-9, float("-inf")],
         "meta": {"finish_reason": "stop", "usage": {"prompt": 12, "completion": 3}},

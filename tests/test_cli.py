@@ -67,3 +67,14 @@ def test_cli_imports_nothing_heavy(argv):
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                             check=True)
     assert result.stdout.strip().splitlines()[-1] == "[]"
+
+
+def test_a_known_bad_litellm_release_stops_the_cli(capsys, monkeypatch):
+    import importlib.metadata
+
+    real = importlib.metadata.version
+    monkeypatch.setattr(importlib.metadata, "version",
+                        lambda name: "1.107.0" if name == "litellm" else real(name))
+    code, out, err = run_cli(capsys, "list", "methods")
+    assert code == 1 and out == ""
+    assert "litellm 1.107.0" in err and "known-bad" in err

@@ -1,0 +1,1 @@
+"""Built-in model backends (registered through :mod:`fspo_bench.backends.plugin`)."""

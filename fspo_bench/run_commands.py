@@ -1,0 +1,165 @@
+"""``fspo-bench run``, ``judge``, ``score`` and ``compare``."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from fspo_bench import plugins
+from fspo_bench.cache import ResponseCache, default_cache_path
+from fspo_bench.embedded import EMBEDDED_GENERATION_DEFAULTS
+from fspo_bench.errors import FspoBenchError
+from fspo_bench.options import parse_options
+from fspo_bench.records import RunResult, RunSpec
+from fspo_bench.rundir import read_judgments
+from fspo_bench.runner import Runner, load_runner, plan
+from fspo_bench.stats import outcome, paired_difference, query_scores
+
+EMBEDDED = "embedded"
+JudgeOptions = Annotated[Optional[list[str]], typer.Option(  # noqa: UP045
+    help="KEY=VALUE option for the judge (repeatable), e.g. api_base=http://127.0.0.1:8000/v1.")]
+CacheOption = Annotated[Optional[Path], typer.Option(  # noqa: UP045
+    "--cache", help="SQLite cache file [default: $FSPO_BENCH_CACHE or ~/.cache/fspo-bench]")]
+
+
+def _cache(path: Path | None) -> ResponseCache:
+    return ResponseCache(path or default_cache_path())
+
+
+def _format(value: float | None) -> str:
+    return "n/a" if value is None else f"{value:.1f}"
+
+
+def print_result(result: RunResult, out: Path) -> None:
+    typer.echo(f"\n{result.spec.method} vs {result.spec.reference} "
+               f"(judge {result.spec.judge}, model {result.spec.model}): {out}")
+    for r in result.results:
+        typer.echo(f"  {r.domain:<10} winrate {_format(r.winrate):>5} "
+                   f"[{_format(r.ci_low)}, {_format(r.ci_high)}]  "
+                   f"W/L/T {r.n_wins}/{r.n_losses}/{r.n_ties}  invalid {r.n_invalid}  "
+                   f"queries {r.extra['n_queries']}")
+
+
+def _methods(requested: list[str], reference: str) -> list[str]:
+    if requested == ["all"]:
+        return [m for m in plugins.names("method") if m != reference]
+    for name in requested:
+        plugins.get("method", name)
+    return requested
+
+
+def add_run_commands(app: typer.Typer) -> None:
+    @app.command("run")
+    def run_command(
+        method: Annotated[list[str], typer.Option(
+            "--method", help="Method name (repeatable), or 'all'.")],
+        domain: Annotated[Optional[list[str]], typer.Option(  # noqa: UP045
+            "--domain", help="Domain (repeatable) [default: all]")] = None,
+        model: Annotated[str, typer.Option(help="Model: 'embedded', a folder or a hub id.")
+                         ] = EMBEDDED,
+        backend: Annotated[str, typer.Option(help="Backend plugin.")] = "hf",
+        judge: Annotated[str, typer.Option(
+            help="Judge plugin name, or a judge model for the pairwise judge "
+                 "(e.g. openai/gpt-4o-2024-08-06).")] = "proxy",
+        judge_option: JudgeOptions = None,
+        backend_option: Annotated[Optional[list[str]], typer.Option(  # noqa: UP045
+            help="KEY=VALUE option for the backend (repeatable), e.g. api_base=URL.")] = None,
+        reference: Annotated[str, typer.Option(help="Reference method.")] = "base",
+        data: Annotated[str, typer.Option(help="builtin, hub, or a file path.")] = "builtin",
+        shots: Annotated[Optional[int], typer.Option(  # noqa: UP045
+            help="Shots per query [default: the domain's].")] = None,
+        limit: Annotated[Optional[int], typer.Option(  # noqa: UP045
+            help="Queries per domain (a seeded sample).")] = None,
+        seed: Annotated[int, typer.Option(help="Seed for shots, sampling and bootstrap.")] = 0,
+        checkpoint: Annotated[Optional[str], typer.Option(  # noqa: UP045
+            help="Trained checkpoint for methods that need one.")] = None,
+        max_new_tokens: Annotated[int, typer.Option(help="Tokens per generation.")] = 128,
+        temperature: Annotated[float, typer.Option(help="0 = greedy.")] = 0.0,
+        repetition_penalty: Annotated[Optional[float], typer.Option(  # noqa: UP045
+            help="[default: 1.2 for the embedded model, else 1.0]")] = None,
+        out: Annotated[Optional[Path], typer.Option(  # noqa: UP045
+            help="Run directory [default: runs/METHOD-CONFIGHASH]")] = None,
+        cache: CacheOption = None,
+        dry_run: Annotated[bool, typer.Option(
+            "--dry-run", help="Count model calls (and cost) without calling anything.")] = False,
+        max_cost: Annotated[Optional[float], typer.Option(  # noqa: UP045
+            help="Refuse to start if the estimated cost in USD is higher.")] = None,
+    ) -> None:
+        """Generate for held-out users, judge against the reference in both orders, score."""
+        started = time.monotonic()
+        domains = domain or plugins.names("domain")
+        for name in domains:
+            plugins.get("domain", name)
+        plugins.get("backend", backend)
+        penalty = repetition_penalty if repetition_penalty is not None else (
+            EMBEDDED_GENERATION_DEFAULTS["repetition_penalty"] if model == EMBEDDED else 1.0)
+        generation = {"max_new_tokens": max_new_tokens, "temperature": temperature,
+                      "repetition_penalty": penalty}
+        judge_options = parse_options(judge_option or [])
+        backend_options = parse_options(backend_option or [])
+        with _cache(cache) as response_cache:
+            for name in _methods(method, reference):
+                spec = RunSpec(method=name, domains=domains, model=model, backend=backend,
+                               judge=judge, reference=reference, data=data, shots=shots,
+                               limit=limit, seed=seed, checkpoint=checkpoint,
+                               generation=generation, judge_options=judge_options,
+                               backend_options=backend_options)
+                run_dir = out if out and len(method) == 1 else Path(
+                    "runs") / f"{name}-{spec.config_hash()}"
+                runner = Runner(spec, run_dir, response_cache)
+                if dry_run or max_cost is not None:
+                    estimate = plan(spec, response_cache)
+                    typer.echo(str(estimate))
+                    if max_cost is not None and estimate.cost > max_cost:
+                        raise FspoBenchError(
+                            f"estimated cost ${estimate.cost:.2f} exceeds --max-cost "
+                            f"${max_cost:.2f}; nothing was run")
+                    if dry_run:
+                        continue
+                print_result(runner.run(), run_dir)
+        typer.echo(f"done in {time.monotonic() - started:.1f} s", err=True)
+
+    @app.command("judge")
+    def judge_command(
+        run_dir: Annotated[Path, typer.Argument(help="A run directory.")],
+        judge: Annotated[Optional[str], typer.Option(  # noqa: UP045
+            help="Another judge [default: the run's].")] = None,
+        judge_option: JudgeOptions = None,
+        cache: CacheOption = None,
+    ) -> None:
+        """Re-judge a run's generations (never regenerates) and re-score it."""
+        with _cache(cache) as response_cache:
+            runner = load_runner(run_dir, response_cache)
+            runner.judge(judge, parse_options(judge_option) if judge_option else None)
+            print_result(runner.score(), run_dir)
+
+    @app.command("score")
+    def score_command(
+        run_dir: Annotated[Path, typer.Argument(help="A run directory.")],
+        cache: CacheOption = None,
+    ) -> None:
+        """Recompute a run's statistics from its judgments (no model call)."""
+        with _cache(cache) as response_cache:
+            print_result(load_runner(run_dir, response_cache).score(), run_dir)
+
+    @app.command("compare")
+    def compare_command(
+        run_a: Annotated[Path, typer.Argument(help="Run directory A.")],
+        run_b: Annotated[Path, typer.Argument(help="Run directory B.")],
+        seed: Annotated[int, typer.Option(help="Bootstrap seed.")] = 0,
+    ) -> None:
+        """Winrate of A minus B over their common queries, with a paired cluster bootstrap CI."""
+        a, b = (read_judgments(run) for run in (run_a, run_b))
+        for name in sorted({j.meta["domain"] for j in a} & {j.meta["domain"] for j in b}):
+            scores = [query_scores([outcome(j) for j in js if j.meta["domain"] == name])
+                      for js in (a, b)]
+            try:
+                diff = paired_difference(*scores, seed=seed)
+            except ValueError as exc:
+                raise FspoBenchError(f"{name}: {exc}") from None
+            typer.echo(f"{name:<10} A - B = {diff['difference']:+.1f} "
+                       f"[{diff['ci_low']:+.1f}, {diff['ci_high']:+.1f}] over "
+                       f"{diff['n_queries']} queries of {diff['n_users']} users")

@@ -1,0 +1,69 @@
+"""Reading and writing run directories (docs/runs.md). Every file is written whole or not at all."""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any, TypeVar
+
+from fspo_bench.errors import FspoBenchError
+from fspo_bench.records import Generation, Judgment, Record, RunResult
+
+CONFIG, GENERATIONS, JUDGMENTS, RESULTS = (
+    "config.json", "generations.jsonl", "judgments.jsonl", "results.json")
+R = TypeVar("R", bound=Record)
+
+
+def _atomic_write(path: Path, text: str) -> None:
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+        tmp.write_text(text, encoding="utf-8")
+        tmp.replace(path)
+    except OSError as exc:
+        raise FspoBenchError(f"cannot write {path}: {exc.strerror or exc}") from None
+
+
+def write_json(path: Path, value: Any) -> None:
+    _atomic_write(path, json.dumps(value, indent=2, ensure_ascii=False, sort_keys=True) + "\n")
+
+
+def write_records(path: Path, records: Iterable[Record]) -> None:
+    _atomic_write(path, "".join(r.to_json() + "\n" for r in records))
+
+
+def read_json(path: Path) -> Any:
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise FspoBenchError(f"{path}: missing (is this a run directory?)") from None
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise FspoBenchError(f"{path}: not valid JSON: {exc}") from None
+
+
+def read_records(path: Path, kind: type[R]) -> list[R]:
+    try:
+        lines = path.read_text(encoding="utf-8").splitlines()
+    except FileNotFoundError:
+        raise FspoBenchError(f"{path}: missing (is this a run directory?)") from None
+    records = []
+    for number, line in enumerate(lines, start=1):
+        try:
+            records.append(kind.from_json(line))
+        except (ValueError, TypeError, KeyError) as exc:
+            raise FspoBenchError(f"{path}: line {number}: not a {kind.__name__}: {exc}") from None
+    return records
+
+
+def read_generations(run_dir: Path) -> list[Generation]:
+    return read_records(run_dir / GENERATIONS, Generation)
+
+
+def read_judgments(run_dir: Path) -> list[Judgment]:
+    return read_records(run_dir / JUDGMENTS, Judgment)
+
+
+def read_result(run_dir: Path) -> RunResult:
+    return RunResult.from_dict(read_json(run_dir / RESULTS))

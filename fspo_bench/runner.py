@@ -1,0 +1,317 @@
+"""The evaluation runner: queries -> generations -> judgments -> statistics (docs/runs.md).
+
+Each stage reads what the previous one wrote, so ``judge`` and ``score`` can be re-run alone on a
+run directory. Every model call goes through the response cache, one committed item at a time:
+a killed run resumes where it stopped, and a finished run re-run makes no model call.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, replace
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from fspo_bench import __version__, plugins
+from fspo_bench.backend import Backend, GenerationParams, GenerationRequest
+from fspo_bench.cache import ResponseCache
+from fspo_bench.errors import FspoBenchError
+from fspo_bench.judge import Comparison, Judge
+from fspo_bench.method import Method
+from fspo_bench.records import Generation, Judgment, Query, RunResult, RunSpec
+from fspo_bench.rundir import (
+    CONFIG,
+    GENERATIONS,
+    JUDGMENTS,
+    RESULTS,
+    read_generations,
+    read_json,
+    read_judgments,
+    write_json,
+    write_records,
+)
+from fspo_bench.stats import METHOD_FIRST, domain_result
+
+REFERENCE_FIRST = "reference_first"
+JUDGE_BATCH = 8
+
+
+@dataclass
+class StageCount:
+    """How many items of a stage came from the cache and how many were computed now."""
+
+    stage: str
+    cached: int = 0
+    new: int = 0
+
+    def __str__(self) -> str:
+        return f"{self.stage}: cached {self.cached} / new {self.new}"
+
+
+Progress = Callable[[str, int, int], None]  # (stage, done, total)
+
+
+def make_backend(spec: RunSpec) -> Backend:
+    return plugins.get("backend", spec.backend)(spec.model, **spec.backend_options)
+
+
+def make_judge(name: str, options: dict[str, Any]) -> Judge:
+    """A registered judge by name; any other string is a judge model for the pairwise judge."""
+    if name in plugins.names("judge"):
+        return plugins.get("judge", name)(**options)
+    if "/" in name or ":" in name or name == "embedded" or Path(name).exists():
+        return plugins.get("judge", "pairwise")(model=name, **options)
+    plugins.get("judge", name)  # raises the one-line error listing the valid judges
+    raise AssertionError("unreachable")
+
+
+def params_of(spec: RunSpec) -> GenerationParams:
+    return GenerationParams(**{**spec.generation, "seed": spec.seed})
+
+
+def generation_key(backend: Backend, request: GenerationRequest) -> dict[str, Any]:
+    key = {"kind": "generate", **backend.identity(), "request": request.to_dict()}
+    if request.adapter:
+        key["adapter_revision"] = backend.adapter_revision(request.adapter)
+    return key
+
+
+def judgment_key(judge: Judge, comparison: Comparison) -> dict[str, Any]:
+    return {"kind": "judge", "judge": judge.identity(), "comparison": comparison.to_dict()}
+
+
+def cached_generate(backend: Backend, requests: Sequence[GenerationRequest], cache: ResponseCache,
+                    count: StageCount, progress: Progress) -> list[str]:
+    keys = [generation_key(backend, r) for r in requests]
+    found = cache.get_many(keys)
+    todo = [i for i, value in enumerate(found) if value is None]
+    count.cached += len(requests) - len(todo)
+    count.new += len(todo)
+    done = len(requests) - len(todo)
+    progress(count.stage, done, len(requests))
+    for start in range(0, len(todo), backend.batch_size):
+        batch = todo[start:start + backend.batch_size]
+        for i, text in zip(batch, backend.generate([requests[i] for i in batch]),
+                           strict=True):
+            found[i] = {"text": text}
+            cache.put(keys[i], found[i])
+        done += len(batch)
+        progress(count.stage, done, len(requests))
+    return [value["text"] for value in found]
+
+
+def generate(method: Method, role: str, domain: str, queries: Sequence[Query],
+             backend: Backend, params: GenerationParams, cache: ResponseCache,
+             count: StageCount, progress: Progress) -> list[Generation]:
+    requests = [method.build_request(q, params) for q in queries]
+    raws = cached_generate(backend, requests, cache, count, progress)
+    generations = []
+    for query, raw in zip(queries, raws, strict=True):
+        parsed = method.parse(raw)
+        meta = {"domain": domain, "role": role, "question_id": query.question_id}
+        if parsed.description is not None:
+            meta["description"] = parsed.description
+        generations.append(Generation(method.name, query, parsed.response, raw, meta))
+    return generations
+
+
+def comparisons_for(method_gen: Generation, reference_gen: Generation
+                    ) -> list[tuple[str, Comparison]]:
+    """Both orders of one query's comparison, each tagged with its order."""
+    query, meta = method_gen.query, {"domain": method_gen.meta["domain"]}
+    m, r = method_gen.text, reference_gen.text
+    return [(METHOD_FIRST, Comparison(query.user, query.question, m, r, meta)),
+            (REFERENCE_FIRST, Comparison(query.user, query.question, r, m, meta))]
+
+
+def cached_judge(judge: Judge, comparisons: Sequence[Comparison], cache: ResponseCache,
+                 count: StageCount, progress: Progress) -> list[Judgment]:
+    keys = [judgment_key(judge, c) for c in comparisons]
+    found = cache.get_many(keys)
+    todo = [i for i, value in enumerate(found) if value is None]
+    count.cached += len(comparisons) - len(todo)
+    count.new += len(todo)
+    done = len(comparisons) - len(todo)
+    progress(count.stage, done, len(comparisons))
+    for start in range(0, len(todo), JUDGE_BATCH):
+        batch = todo[start:start + JUDGE_BATCH]
+        for i, judgment in zip(batch, judge.judge([comparisons[i] for i in batch]),
+                               strict=True):
+            found[i] = judgment.to_dict()
+            cache.put(keys[i], found[i])
+        done += len(batch)
+        progress(count.stage, done, len(comparisons))
+    return [Judgment.from_dict(value) for value in found]
+
+
+def pair_generations(generations: Sequence[Generation]) -> list[tuple[Generation, Generation]]:
+    """(method, reference) generation pairs of the same domain, user and question."""
+    references = {(g.meta["domain"], g.query.user.id, g.meta["question_id"]): g
+                  for g in generations if g.meta["role"] == "reference"}
+    pairs = []
+    for g in generations:
+        if g.meta["role"] == "method":
+            key = (g.meta["domain"], g.query.user.id, g.meta["question_id"])
+            if key not in references:
+                raise FspoBenchError(f"no reference generation for {key}")
+            pairs.append((g, references[key]))
+    return pairs
+
+
+def judge_identity_id(judge: Judge) -> str:
+    identity = judge.identity()
+    return " ".join(f"{k}={v}" for k, v in identity.items() if v is not None)
+
+
+def _stderr_progress(stage: str, done: int, total: int) -> None:
+    if done == total:
+        print(f"fspo-bench: {stage}: {done}/{total}", file=sys.stderr)
+
+
+class Runner:
+    """One run of one method (against its reference) over one or more domains."""
+
+    def __init__(self, spec: RunSpec, out: Path, cache: ResponseCache,
+                 progress: Progress = _stderr_progress, log: Callable[[str], None] | None = None):
+        self.spec, self.out, self.cache, self.progress = spec, Path(out), cache, progress
+        self.log = log or (lambda message: print(f"fspo-bench: {message}", file=sys.stderr))
+
+    def run(self) -> RunResult:
+        """All stages: generate, judge, score."""
+        self.generate()
+        self.judge()
+        return self.score()
+
+    def generate(self) -> list[Generation]:
+        spec = self.spec
+        method = plugins.get("method", spec.method)(checkpoint=spec.checkpoint)
+        reference = plugins.get("method", spec.reference)()
+        backend = make_backend(spec)
+        backend.check()
+        params = params_of(spec)
+        queries = build_queries(spec)
+        self._write_config(backend=backend.identity())
+        generations = []
+        for role, m in (("method", method), ("reference", reference)):
+            count = StageCount(f"generate {role} ({m.name})")
+            for domain, qs in queries.items():
+                generations += generate(m, role, domain, qs, backend, params, self.cache, count,
+                                        self.progress)
+            self.log(str(count))
+        write_records(self.out / GENERATIONS, generations)
+        return generations
+
+    def judge(self, judge_name: str | None = None,
+              judge_options: dict[str, Any] | None = None) -> list[Judgment]:
+        """Judge the run's generations in both orders (optionally with another judge)."""
+        if judge_name is not None:
+            self.spec = replace(self.spec, judge=judge_name, judge_options=judge_options or {})
+        name = self.spec.judge
+        judge = make_judge(name, self.spec.judge_options)
+        judge.check()
+        pairs = pair_generations(read_generations(self.out))
+        tagged = [t for m, r in pairs for t in comparisons_for(m, r)]
+        count = StageCount(f"judge ({name})")
+        judgments = cached_judge(judge, [c for _, c in tagged], self.cache, count, self.progress)
+        self.log(str(count))
+        judge_id = judge_identity_id(judge)
+        out = []
+        for (order, _), (m, r), judgment in zip(tagged, [p for p in pairs for _ in (0, 1)],
+                                                judgments, strict=True):
+            meta = {**judgment.meta, "domain": m.meta["domain"],
+                    "question_id": m.meta["question_id"], "method": m.method,
+                    "reference": r.method, "order": order, "judge_id": judge_id}
+            out.append(Judgment(judgment.judge, judgment.user, judgment.question, judgment.a,
+                                judgment.b, judgment.winner, judgment.raw, judgment.valid, meta))
+        write_records(self.out / JUDGMENTS, out)
+        self._write_config(judge=judge.identity())
+        return out
+
+    def score(self) -> RunResult:
+        """Statistics from the run's files alone."""
+        generations = read_generations(self.out)
+        judgments = read_judgments(self.out)
+        results = [domain_result(domain,
+                                 [j for j in judgments if j.meta["domain"] == domain],
+                                 [g for g in generations if g.meta["domain"] == domain],
+                                 seed=self.spec.seed)
+                   for domain in self.spec.domains]
+        created = read_json(self.out / CONFIG)["created"]
+        result = RunResult(self.spec, results, self.spec.config_hash(), __version__, created)
+        write_json(self.out / RESULTS, result.to_dict())
+        return result
+
+    def _write_config(self, **identities: Any) -> None:
+        """config.json: the spec, provenance and the identities of backend and judge. The
+        creation time of a run with the same configuration is kept, so re-runs write the same
+        files."""
+        path = self.out / CONFIG
+        config = read_json(path) if path.exists() else {}
+        if config.get("config_hash") != self.spec.config_hash():
+            config["created"] = _now()
+        config.update(spec=self.spec.to_dict(), config_hash=self.spec.config_hash(),
+                      package_version=__version__, **identities)
+        write_json(path, config)
+
+
+def build_queries(spec: RunSpec) -> dict[str, list[Query]]:
+    """Domain name -> the held-out queries of the run (seeded shots, seeded ``limit`` sample)."""
+    return {name: plugins.get("domain", name)().load(spec.data, shots=spec.shots).queries(
+        shots=spec.shots, seed=spec.seed, limit=spec.limit) for name in spec.domains}
+
+
+@dataclass
+class Plan:
+    """What a run would cost: model calls already cached, calls to make, estimated USD."""
+
+    method: str
+    queries: int
+    generations: StageCount
+    judgments: StageCount
+    cost: float
+
+    def __str__(self) -> str:
+        return (f"{self.method}: {self.queries} queries; {self.generations}; {self.judgments}; "
+                f"estimated cost ${self.cost:.2f}")
+
+
+def plan(spec: RunSpec, cache: ResponseCache) -> Plan:
+    """Count the model calls a run needs without making any (``--dry-run``).
+
+    Judgments can only be looked up once both generations of a query are known; until then
+    every comparison counts as new (an upper bound).
+    """
+    method = plugins.get("method", spec.method)(checkpoint=spec.checkpoint)
+    reference = plugins.get("method", spec.reference)()
+    backend, judge = make_backend(spec), make_judge(spec.judge, spec.judge_options)
+    params = params_of(spec)
+    tagged = [(d, q) for d, qs in build_queries(spec).items() for q in qs]
+    queries = [q for _, q in tagged]
+    requests = [m.build_request(q, params) for m in (method, reference) for q in queries]
+    found = cache.get_many([generation_key(backend, r) for r in requests])
+    missing = [r for r, value in zip(requests, found, strict=True) if value is None]
+    generations = StageCount("generate", len(requests) - len(missing), len(missing))
+    judgments = StageCount("judge", 0, 2 * len(queries))
+    if not missing:
+        texts = [method.parse(v["text"]).response for v in found[:len(queries)]]
+        ref_texts = [reference.parse(v["text"]).response for v in found[len(queries):]]
+        comparisons = [Comparison(q.user, q.question, a, b, {"domain": d})
+                       for (d, q), m, r in zip(tagged, texts, ref_texts, strict=True)
+                       for a, b in ((m, r), (r, m))]
+        hits = sum(v is not None for v in cache.get_many(
+            [judgment_key(judge, c) for c in comparisons]))
+        judgments = StageCount("judge", hits, len(comparisons) - hits)
+    cost = backend.estimate_cost(missing) + judge.estimate_cost(judgments.new)
+    return Plan(spec.method, len(queries), generations, judgments, cost)
+
+
+def _now() -> str:
+    return datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def load_runner(run_dir: Path, cache: ResponseCache, **kwargs: Any) -> Runner:
+    """A runner for an existing run directory (re-judge or re-score)."""
+    spec = RunSpec.from_dict(read_json(Path(run_dir) / CONFIG)["spec"])
+    return Runner(spec, Path(run_dir), cache, **kwargs)

@@ -1,0 +1,535 @@
+"""Read run directories (docs/runs.md), check them, and turn them into leaderboard rows.
+
+Nothing here recomputes a statistic that ``results.json`` gives: the numbers in a row are the
+run's own. What is checked is that the four files agree with each other (the same spec and config
+hash; per domain, as many single-order verdicts of each kind in ``judgments.jsonl`` as
+``results.json`` counts), so that every row can be recomputed from the run's published judgments.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import math
+import os
+import shutil
+import tempfile
+from collections import Counter, defaultdict
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+from fspo_bench.errors import FspoBenchError
+from fspo_bench.records import Generation, Judgment, Record, RunResult, RunSpec
+
+RUN_FILES = ("config.json", "generations.jsonl", "judgments.jsonl", "results.json")
+OUTPUT_FILES = ("leaderboard.md", "leaderboard.csv", "leaderboard.json", "index.html")
+
+PAPER_JUDGE = "paper (judge model and prompt unpublished)"
+PAPER_MODEL = "Llama-3.2-3B-Instruct"
+PAPER_FILES = ("roleplay.csv", "elix.csv", "reviews.csv")
+PAPER_SOURCE = "FSPO (arXiv 2502.19312, ICLR 2026), winrate vs the base model"
+
+METHOD_FIRST = "method_first"
+
+# Statistics every DomainResult carries in ``extra`` (docs/runs.md); other numeric keys that
+# metric plugins add become extra columns after these.
+KNOWN_EXTRA = (
+    "position_consistency",
+    "length_controlled_winrate",
+    "mean_length",
+    "mean_length_reference",
+    "n_queries",
+    "n_users",
+)
+LEAD_COLUMNS = (
+    "source", "method", "method_label", "domain", "subset", "shots", "model", "backend",
+    "judge_id", "template_hash", "reference",
+    "winrate", "ci_low", "ci_high", "n_wins", "n_losses", "n_ties", "n_invalid",
+    *KNOWN_EXTRA,
+)
+TAIL_COLUMNS = ("config_hash", "package_version", "date", "run_dir")
+INTEGER_COLUMNS = ("shots", "n_wins", "n_losses", "n_ties", "n_invalid", "n_queries", "n_users")
+
+
+class RunDirError(FspoBenchError):
+    """A run directory that is missing a file, has bad JSON or disagrees with itself."""
+
+
+def _one_line(text: object) -> str:
+    return " ".join(str(text).split())
+
+
+def _fail(path: Path | str, problem: object) -> RunDirError:
+    return RunDirError(f"{path}: {_one_line(problem)}")
+
+
+# --------------------------------------------------------------------------- reading
+
+
+@dataclass
+class Run:
+    """One run directory, read and checked."""
+
+    path: Path
+    config: dict[str, Any]
+    spec: RunSpec
+    generations: list[Generation]
+    judgments: list[Judgment]
+    result: RunResult
+
+    @property
+    def domains(self) -> list[str]:
+        return [r.domain for r in self.result.results]
+
+    def domain_of(self, meta: dict[str, Any]) -> str | None:
+        """The domain a generation or judgment belongs to (``meta.domain``; the only domain of
+        a one-domain run if it is missing)."""
+        domain = meta.get("domain")
+        if domain is None and len(self.domains) == 1:
+            return self.domains[0]
+        return domain
+
+
+def _read_text(path: Path) -> str:
+    if not path.is_file():
+        raise _fail(path, f"missing (a run directory holds {', '.join(RUN_FILES)}; see "
+                          "docs/runs.md)")
+    try:
+        return path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise _fail(path, f"cannot read: {exc}") from exc
+
+
+def _read_json(path: Path) -> Any:
+    text = _read_text(path)
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise _fail(path, f"bad JSON: {exc}") from exc
+
+
+def _record(path: Path | str, cls: type[Record], data: Any) -> Any:
+    try:
+        return cls.from_dict(data)
+    except (TypeError, ValueError, KeyError, AttributeError) as exc:
+        raise _fail(path, f"not a {cls.__name__} record: {exc}") from exc
+
+
+def _read_jsonl(path: Path, cls: type[Record]) -> list[Any]:
+    records = []
+    for number, line in enumerate(_read_text(path).splitlines(), start=1):
+        if not line.strip():
+            continue
+        try:
+            data = json.loads(line)
+        except json.JSONDecodeError as exc:
+            raise _fail(f"{path} line {number}", f"bad JSON: {exc}") from exc
+        records.append(_record(f"{path} line {number}", cls, data))
+    return records
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def _check_result_types(path: Path, result: RunResult) -> None:
+    seen = set()
+    for r in result.results:
+        if r.domain in seen:
+            raise _fail(path, f"domain {r.domain!r} appears twice")
+        seen.add(r.domain)
+        for name in ("winrate", "ci_low", "ci_high"):
+            value = getattr(r, name)
+            if value is not None and not _is_number(value):
+                raise _fail(path, f"domain {r.domain!r}: {name} is {value!r}, not a number")
+        for name in ("n_wins", "n_losses", "n_ties", "n_invalid"):
+            value = getattr(r, name)
+            if not isinstance(value, int) or isinstance(value, bool) or value < 0:
+                raise _fail(path, f"domain {r.domain!r}: {name} is {value!r}, not a count")
+
+
+def read_run(path: Path) -> Run:
+    """Read and check one run directory; any problem is one :class:`RunDirError` line."""
+    if not path.is_dir():
+        raise _fail(path, "not a run directory (no such folder)")
+    for name in RUN_FILES:  # report a missing file before reading anything large
+        if not (path / name).is_file():
+            raise _fail(path / name, f"missing (a run directory holds {', '.join(RUN_FILES)}; "
+                                     "see docs/runs.md)")
+    config = _read_json(path / "config.json")
+    if not isinstance(config, dict) or "spec" not in config:
+        raise _fail(path / "config.json", 'not a run config (an object with "spec", '
+                                          '"config_hash", "backend", "judge", ...)')
+    spec = _record(path / "config.json", RunSpec, config["spec"])
+    result = _record(path / "results.json", RunResult, _read_json(path / "results.json"))
+    _check_result_types(path / "results.json", result)
+    generations = _read_jsonl(path / "generations.jsonl", Generation)
+    judgments = _read_jsonl(path / "judgments.jsonl", Judgment)
+    run = Run(path, config, spec, generations, judgments, result)
+    verify(run)
+    return run
+
+
+def read_runs(paths: Iterable[Path]) -> list[Run]:
+    runs, seen = [], set()
+    for path in paths:
+        key = os.path.realpath(path)
+        if key in seen:
+            continue
+        seen.add(key)
+        runs.append(read_run(Path(path)))
+    return runs
+
+
+# --------------------------------------------------------------------------- consistency
+
+
+def verdict_score(judgment: Judgment) -> float | None:
+    """The method's score for one single-order verdict (docs/runs.md): 1, 0.5, 0 or None."""
+    if not judgment.valid or judgment.winner is None:
+        return None
+    if judgment.winner == "tie":
+        return 0.5
+    return 1.0 if (judgment.winner == "a") == (judgment.meta.get("order") == METHOD_FIRST) else 0.0
+
+
+def verify(run: Run) -> None:
+    """Check that config.json, results.json and judgments.jsonl describe the same run."""
+    results_path = run.path / "results.json"
+    config_hash = run.config.get("config_hash")
+    if config_hash is not None and config_hash != run.result.config_hash:
+        raise _fail(results_path, f"config_hash {run.result.config_hash!r} differs from "
+                                  f"config.json's {config_hash!r}: files of different runs?")
+    if run.result.spec.to_dict() != run.spec.to_dict():
+        raise _fail(results_path, "spec differs from config.json's: files of different runs?")
+    by_domain: dict[str | None, list[Judgment]] = defaultdict(list)
+    for j in run.judgments:
+        by_domain[run.domain_of(j.meta)].append(j)
+    for r in run.result.results:
+        judgments = by_domain.get(r.domain, [])
+        if by_domain.get(None):
+            # Judgments without a domain in a several-domain run: only the total can be checked.
+            continue
+        scores = [verdict_score(j) for j in judgments]
+        have_order = all(j.meta.get("order") is not None for j in judgments)
+        counted = (r.n_wins, r.n_losses, r.n_ties, r.n_invalid)
+        found = (sum(s == 1.0 for s in scores), sum(s == 0.0 for s in scores),
+                 sum(s == 0.5 for s in scores), sum(s is None for s in scores))
+        mismatch = (counted != found) if have_order else (
+            sum(counted) != len(judgments) or r.n_invalid != found[3])
+        if mismatch:
+            raise _fail(results_path,
+                        f"domain {r.domain!r} counts {r.n_wins} wins, {r.n_losses} losses, "
+                        f"{r.n_ties} ties, {r.n_invalid} invalid, but judgments.jsonl has "
+                        f"{found[0]}, {found[1]}, {found[2]}, {found[3]} "
+                        f"({len(judgments)} verdicts): the row could not be recomputed")
+
+
+# --------------------------------------------------------------------------- rows
+
+
+def judge_identity(identity: Any, fallback: str) -> tuple[str, str | None]:
+    """(judge id "name:model", template hash or None) from config.json's judge identity."""
+    if isinstance(identity, str) and identity:
+        return identity, None
+    if not isinstance(identity, dict):
+        return fallback, None
+    name = identity.get("name") or identity.get("judge") or fallback
+    model = identity.get("model")
+    judge_id = f"{name}:{model}" if model else str(name)
+    template_hash = None
+    for key in ("template_hash", "template_sha256", "template_sha", "prompt_hash"):
+        if identity.get(key):
+            template_hash = str(identity[key])
+            break
+    else:
+        for key, value in identity.items():
+            lowered = key.lower()
+            if value and "template" in lowered and ("hash" in lowered or "sha" in lowered):
+                template_hash = str(value)
+                break
+    return judge_id, template_hash
+
+
+def _observed_shots(run: Run, domain: str) -> int | None:
+    counts = Counter(len(g.query.shots) for g in run.generations
+                     if run.domain_of(g.meta) == domain and _role(run, g) == "method")
+    if counts:
+        return counts.most_common(1)[0][0]
+    return run.spec.shots
+
+
+def run_rows(run: Run) -> list[dict[str, Any]]:
+    """One row per domain of a run, with the numbers exactly as results.json gives them."""
+    backend = run.config.get("backend")
+    backend = backend if isinstance(backend, dict) else {}
+    judge_id, template_hash = judge_identity(run.config.get("judge"), run.spec.judge)
+    rows = []
+    for r in run.result.results:
+        row: dict[str, Any] = {
+            "source": "run",
+            "method": run.spec.method,
+            "method_label": run.spec.method,
+            "domain": r.domain,
+            "subset": "",
+            "shots": _observed_shots(run, r.domain),
+            "model": backend.get("model") or run.spec.model,
+            "backend": backend.get("backend") or run.spec.backend,
+            "judge_id": judge_id,
+            "template_hash": template_hash,
+            "reference": run.spec.reference,
+            "winrate": r.winrate,
+            "ci_low": r.ci_low,
+            "ci_high": r.ci_high,
+            "n_wins": r.n_wins,
+            "n_losses": r.n_losses,
+            "n_ties": r.n_ties,
+            "n_invalid": r.n_invalid,
+        }
+        for key in KNOWN_EXTRA:
+            value = r.extra.get(key)
+            row[key] = value if _is_number(value) else None
+        for key, value in sorted(r.extra.items()):
+            if key not in row and key not in TAIL_COLUMNS and _is_number(value):
+                row[key] = value
+        row["config_hash"] = run.result.config_hash
+        row["package_version"] = run.result.package_version
+        row["date"] = run.result.created or run.config.get("created")
+        row["run_dir"] = os.path.abspath(run.path)
+        rows.append(row)
+    return rows
+
+
+def paper_rows() -> list[dict[str, Any]]:
+    """The paper's published winrates (leaderboard/paper/*.csv) as reference rows."""
+    folder = resources.files("fspo_bench.leaderboard") / "paper"
+    rows = []
+    for name in PAPER_FILES:
+        text = (folder / name).read_text(encoding="utf-8")
+        for item in csv.DictReader(io.StringIO(text)):
+            rows.append({
+                "source": "paper",
+                "method": item["method"],
+                "method_label": item["label"],
+                "domain": item["domain"],
+                "subset": item["subset"],
+                "shots": int(item["shots"]) if item["shots"] else None,
+                "model": PAPER_MODEL,
+                "backend": "paper",
+                "judge_id": PAPER_JUDGE,
+                "template_hash": None,
+                "reference": "base",
+                "winrate": float(item["winrate"]),
+            })
+    return rows
+
+
+def frame(rows: Sequence[dict[str, Any]]):
+    """The leaderboard DataFrame: fixed columns first, extra metrics, provenance last; sorted by
+    domain, then winrate (highest first)."""
+    import pandas as pd
+
+    extra = sorted({k for row in rows for k in row} - set(LEAD_COLUMNS) - set(TAIL_COLUMNS))
+    columns = [*LEAD_COLUMNS, *extra, *TAIL_COLUMNS]
+    df = pd.DataFrame(list(rows), columns=columns)
+    for column in INTEGER_COLUMNS:
+        df[column] = pd.array([None if _missing(v) else int(v) for v in df[column]],
+                              dtype="Int64")
+    for column in ("winrate", "ci_low", "ci_high", *KNOWN_EXTRA, *extra):
+        if column not in INTEGER_COLUMNS:
+            df[column] = pd.to_numeric(df[column], errors="coerce").astype("float64")
+    for column in ("subset", "template_hash", "config_hash", "package_version", "date",
+                   "run_dir"):
+        df[column] = df[column].astype("object")
+    df = df.sort_values(["domain", "winrate", "source", "method"],
+                        ascending=[True, False, False, True], na_position="last", kind="stable")
+    return df.reset_index(drop=True)
+
+
+def _missing(value: Any) -> bool:
+    if value is None:
+        return True
+    try:
+        import pandas as pd
+
+        return bool(pd.isna(value))
+    except (TypeError, ValueError):
+        return False
+
+
+def plain(value: Any) -> Any:
+    """A DataFrame cell as plain JSON data (NaN and <NA> become None, numpy scalars Python)."""
+    if _missing(value):
+        return None
+    if hasattr(value, "item"):
+        value = value.item()
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    return value
+
+
+def records(df) -> list[dict[str, Any]]:
+    return [{k: plain(v) for k, v in row.items()} for row in df.to_dict("records")]
+
+
+# --------------------------------------------------------------------------- samples
+
+
+def _role(run: Run, generation: Generation) -> str | None:
+    role = generation.meta.get("role")
+    if role in ("method", "reference"):
+        return role
+    if generation.method == run.spec.method != run.spec.reference:
+        return "method"
+    if generation.method == run.spec.reference != run.spec.method:
+        return "reference"
+    return None
+
+
+def _question_key(meta: dict[str, Any], question_id: str, question: str) -> str:
+    return str(meta.get("question_id") or question_id or question)
+
+
+def _verdict(judgment: Judgment) -> dict[str, Any]:
+    method_first = judgment.meta.get("order") == METHOD_FIRST
+    score = verdict_score(judgment)
+    if score is None:
+        label = "invalid"
+    elif score == 0.5:
+        label = "tie"
+    else:
+        label = "method" if score == 1.0 else "reference"
+    return {
+        "order": "method first (A = method)" if method_first else "reference first (A = reference)",
+        "winner": judgment.winner,
+        "preferred": label,
+        "valid": judgment.valid,
+        "attempts": judgment.meta.get("attempts"),
+        "judge": judgment.meta.get("judge_id") or judgment.judge,
+        "raw": judgment.raw,
+    }
+
+
+def _outcome(verdicts: Sequence[dict[str, Any]]) -> str:
+    labels = [v["preferred"] for v in verdicts if v["preferred"] != "invalid"]
+    if not labels:
+        return "invalid" if verdicts else "not judged"
+    if all(label == labels[0] for label in labels):
+        return {"method": "method wins", "reference": "reference wins"}.get(labels[0], "tie")
+    return "split"
+
+
+def samples(run: Run, domain: str, max_samples: int) -> tuple[list[dict[str, Any]], int]:
+    """Up to ``max_samples`` judged queries of one run on one domain, taken in turn from each
+    user (so a few users do not fill the page), and the number of queries there are."""
+    method: dict[tuple[str, str], Generation] = {}
+    reference: dict[tuple[str, str], Generation] = {}
+    for g in run.generations:
+        if run.domain_of(g.meta) != domain:
+            continue
+        key = (g.query.user.id, _question_key(g.meta, g.query.question_id, g.query.question))
+        role = _role(run, g)
+        if role == "method":
+            method.setdefault(key, g)
+        elif role == "reference":
+            reference.setdefault(key, g)
+    verdicts: dict[tuple[str, str], list[Judgment]] = defaultdict(list)
+    for j in run.judgments:
+        if run.domain_of(j.meta) == domain:
+            verdicts[(j.user, _question_key(j.meta, "", j.question))].append(j)
+    per_user: dict[str, list[tuple[str, str]]] = defaultdict(list)
+    for key in method:
+        per_user[key[0]].append(key)
+    chosen: list[tuple[str, str]] = []
+    queues = [list(keys) for keys in per_user.values()]
+    while len(chosen) < max_samples and any(queues):
+        for queue in queues:
+            if queue and len(chosen) < max_samples:
+                chosen.append(queue.pop(0))
+    out = []
+    for number, key in enumerate(chosen, start=1):
+        g = method[key]
+        ref = reference.get(key)
+        judged = sorted(verdicts.get(key, []),
+                        key=lambda j: (j.meta.get("order") != METHOD_FIRST, j.meta.get("order")))
+        shown = [_verdict(j) for j in judged]
+        out.append({
+            "number": number,
+            "user_id": g.query.user.id,
+            "user_description": g.query.user.description,
+            "shots": [{"question": s.question, "chosen": s.chosen, "rejected": s.rejected}
+                      for s in g.query.shots],
+            "question": g.query.question,
+            "question_id": key[1],
+            "method_text": g.text,
+            "method_raw": g.raw if g.raw != g.text else None,
+            "method_description": g.meta.get("description"),
+            "method_words": len(g.text.split()),
+            "reference_method": ref.method if ref else run.spec.reference,
+            "reference_text": ref.text if ref else None,
+            "reference_words": len(ref.text.split()) if ref else None,
+            "verdicts": shown,
+            "outcome": _outcome(shown),
+        })
+    return out, len(method)
+
+
+# --------------------------------------------------------------------------- output
+
+
+def write_atomically(out: Path, files: dict[str, str]) -> None:
+    """Write ``files`` into ``out``: first into a temporary folder beside it, then each file is
+    renamed into place (a new ``out`` is one rename). Other files in ``out`` are left alone."""
+    if out.exists() and not out.is_dir():
+        raise FspoBenchError(f"{out}: exists and is not a folder")
+    parent = out.absolute().parent
+    parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-", dir=parent))
+    try:
+        for name, text in files.items():
+            (tmp / name).write_text(text, encoding="utf-8")
+        if out.is_dir():
+            for name in files:
+                os.replace(tmp / name, out / name)
+        else:
+            os.chmod(tmp, 0o755)
+            os.replace(tmp, out)
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp, ignore_errors=True)
+
+
+def build(run_dirs: Sequence[Path], out: Path, *, title: str, max_samples: int = 50,
+          with_paper: bool = False) -> dict[str, Any]:
+    """Read the runs, render the four files and write them into ``out``; returns a summary."""
+    from fspo_bench.leaderboard import render
+
+    if max_samples < 0:
+        raise FspoBenchError("--max-samples must be 0 or more")
+    runs = read_runs(run_dirs)
+    rows = [row for run in runs for row in run_rows(run)]
+    n_paper = 0
+    if with_paper:
+        extra = paper_rows()
+        n_paper = len(extra)
+        rows.extend(extra)
+    df = frame(rows)
+    sample_sets = []
+    for run in runs:
+        judge_id, _ = judge_identity(run.config.get("judge"), run.spec.judge)
+        for domain in run.domains:
+            shown, total = samples(run, domain, max_samples)
+            sample_sets.append({
+                "method": run.spec.method, "domain": domain, "model": run.spec.model,
+                "judge_id": judge_id, "config_hash": run.result.config_hash,
+                "reference": run.spec.reference, "run_dir": os.path.abspath(run.path),
+                "samples": shown, "total": total,
+            })
+    files = render.render_all(df, sample_sets, title=title, max_samples=max_samples)
+    write_atomically(out, files)
+    return {"runs": len(runs), "rows": len(df), "paper_rows": n_paper,
+            "files": list(files), "out": str(out)}

@@ -1,0 +1,101 @@
+"""The leaderboard page in a real headless Chromium: it renders, loads nothing and runs nothing.
+
+Needs Debian's Chromium (``apt-get install -y chromium``, at /usr/bin/chromium) and the
+``playwright`` Python package, which drives that Chromium (``playwright install`` is never run:
+its browser downloads are not used). Skipped, with the reason, when either is missing.
+Set ``FSPO_BENCH_SCREENSHOT=PATH`` to keep the full-page screenshot for a look.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+
+import pytest
+
+from tests.run_fixtures import SCRIPT_PAYLOAD, run_cli, write_runs
+
+CHROMIUM = Path("/usr/bin/chromium")
+FLAGS = [
+    "--headless", "--no-sandbox", "--disable-gpu", "--no-first-run",
+    "--disable-background-networking", "--disable-component-update", "--disable-sync",
+]
+
+pytestmark = [
+    pytest.mark.slow,
+    pytest.mark.skipif(not CHROMIUM.exists(),
+                       reason="needs Chromium at /usr/bin/chromium (apt-get install -y chromium)"),
+]
+
+
+@pytest.fixture(scope="module")
+def page_path(tmp_path_factory) -> Path:
+    root = tmp_path_factory.mktemp("browser")
+    runs = write_runs(root / "runs")
+    out = root / "board"
+    code = run_cli("leaderboard", "build", *map(str, runs), "--out", str(out), "--with-paper")
+    assert code == 0
+    return out / "index.html"
+
+
+@pytest.fixture(scope="module")
+def browser_page(page_path, tmp_path_factory):
+    sync_api = pytest.importorskip(
+        "playwright.sync_api",
+        reason="needs the playwright package to drive Chromium (pip install playwright)")
+    profile = tmp_path_factory.mktemp("chromium-profile")  # a fresh --user-data-dir
+    requests: list[str] = []
+    with sync_api.sync_playwright() as p:
+        context = p.chromium.launch_persistent_context(
+            str(profile), executable_path=str(CHROMIUM), headless=True, args=FLAGS,
+            viewport={"width": 1280, "height": 900}, java_script_enabled=True)
+        try:
+            page = context.new_page()
+            page.set_default_timeout(30_000)
+            page.on("request", lambda request: requests.append(request.url))
+            page.goto(page_path.as_uri(), wait_until="load")
+            yield page, requests
+        finally:
+            context.close()
+
+
+def test_tables_render_with_their_rows(browser_page):
+    page, _ = browser_page
+    domains = page.eval_on_selector_all(
+        "table.leaderboard", "tables => tables.map(t => t.dataset.domain)")
+    assert domains == ["elix", "reviews", "roleplay"]
+    run_rows = page.eval_on_selector_all(
+        "table.leaderboard tbody tr.row-run", "rows => rows.map(r => r.innerText)")
+    assert len(run_rows) == 4
+    assert any("83.3 [" in text and "fspo" in text for text in run_rows)
+    assert page.locator("table.leaderboard tbody tr.row-paper").count() == 27
+    first = page.locator("table.leaderboard").first.bounding_box()
+    assert first is not None and first["width"] > 600 and first["height"] > 100
+
+
+def test_plots_are_present_and_decoded(browser_page):
+    page, _ = browser_page
+    plots = page.eval_on_selector_all(
+        "img.winrate-plot",
+        "imgs => imgs.map(i => [i.complete, i.naturalWidth, i.naturalHeight])")
+    assert len(plots) == 3
+    assert all(complete and width > 300 and height > 100 for complete, width, height in plots)
+
+
+def test_no_planted_script_runs_and_payload_shows_as_text(browser_page, tmp_path):
+    page, requests = browser_page
+    # Open every collapsible so anything planted in the samples would be rendered.
+    page.evaluate("document.querySelectorAll('details').forEach(d => { d.open = true; })")
+    page.wait_for_timeout(300)
+    assert page.evaluate("typeof window.__pwned") == "undefined"
+    assert page.evaluate("document.scripts.length") == 0
+    assert page.evaluate("document.querySelectorAll('[onerror]').length") == 0
+    assert SCRIPT_PAYLOAD in page.inner_text("#samples")
+    external = [url for url in requests if not url.startswith(("file:", "data:"))]
+    assert external == []
+    screenshot = tmp_path / "leaderboard.png"
+    page.screenshot(path=str(screenshot), full_page=True)
+    assert screenshot.stat().st_size > 10_000
+    if os.environ.get("FSPO_BENCH_SCREENSHOT"):
+        shutil.copyfile(screenshot, os.environ["FSPO_BENCH_SCREENSHOT"])

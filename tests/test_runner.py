@@ -1,0 +1,131 @@
+"""The runner end to end on a tiny model: files, caching, re-judging, dry runs, kill and resume."""
+
+from __future__ import annotations
+
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from fspo_bench.cache import ResponseCache
+from fspo_bench.records import RunSpec
+from fspo_bench.rundir import read_generations, read_judgments
+from fspo_bench.runner import Runner, plan
+
+GENERATION = {"max_new_tokens": 12, "temperature": 0.0, "repetition_penalty": 1.0}
+
+
+def spec(model: Path, **overrides) -> RunSpec:
+    fields = dict(method="fewshot", domains=["elix"], model=str(model), judge="proxy", limit=4,
+                  shots=1, seed=0, generation=GENERATION)
+    return RunSpec(**{**fields, **overrides})
+
+
+def run(model: Path, out: Path, cache: ResponseCache, **overrides) -> tuple[Runner, list[str]]:
+    logs: list[str] = []
+    runner = Runner(spec(model, **overrides), out, cache, progress=lambda *a: None,
+                    log=logs.append)
+    runner.run()
+    return runner, logs
+
+
+def test_a_run_writes_every_stage_file(tiny_model, tmp_path):
+    with ResponseCache(tmp_path / "cache.sqlite") as cache:
+        runner, logs = run(tiny_model, tmp_path / "run", cache)
+    generations = read_generations(tmp_path / "run")
+    judgments = read_judgments(tmp_path / "run")
+    assert len(generations) == 8 and len(judgments) == 8
+    assert {g.meta["role"] for g in generations} == {"method", "reference"}
+    assert {j.meta["order"] for j in judgments} == {"method_first", "reference_first"}
+    (result,) = runner.score().results
+    assert result.n_wins + result.n_losses + result.n_ties + result.n_invalid == 8
+    assert result.extra["n_queries"] == 4
+    assert logs[0] == "generate method (fewshot): cached 0 / new 4"
+    for name in ("config.json", "generations.jsonl", "judgments.jsonl", "results.json"):
+        assert (tmp_path / "run" / name).is_file()
+
+
+def test_a_finished_run_re_run_makes_no_model_call_and_writes_the_same_files(tiny_model,
+                                                                              tmp_path):
+    with ResponseCache(tmp_path / "cache.sqlite") as cache:
+        run(tiny_model, tmp_path / "run", cache)
+        before = {p.name: p.read_bytes() for p in (tmp_path / "run").iterdir()}
+        _, logs = run(tiny_model, tmp_path / "run", cache)
+    assert all(line.endswith("/ new 0") for line in logs), logs
+    after = {p.name: p.read_bytes() for p in (tmp_path / "run").iterdir()}
+    assert after == before
+
+
+def test_re_judging_never_touches_the_model(tiny_model, tmp_path):
+    model = tmp_path / "model"
+    model.symlink_to(tiny_model, target_is_directory=True)
+    with ResponseCache(tmp_path / "cache.sqlite") as cache:
+        runner, _ = run(model, tmp_path / "run", cache)
+        generations = (tmp_path / "run" / "generations.jsonl").read_bytes()
+        model.unlink()  # the model is gone: any generation would fail
+        runner.judge("oracle")
+        result = runner.score()
+    assert (tmp_path / "run" / "generations.jsonl").read_bytes() == generations
+    assert result.spec.judge == "oracle"
+    assert result.results[0].n_invalid == 8  # the oracle cannot judge generated text
+
+
+def test_dry_run_counts_calls_without_making_them(tiny_model, tmp_path):
+    with ResponseCache(tmp_path / "cache.sqlite") as cache:
+        before = plan(spec(tiny_model), cache)
+        assert len(cache) == 0
+        run(tiny_model, tmp_path / "run", cache)
+        after = plan(spec(tiny_model), cache)
+    assert (before.generations.new, before.judgments.new) == (8, 8)
+    assert (after.generations.new, after.judgments.new) == (0, 0)
+    assert (after.generations.cached, after.judgments.cached) == (8, 8)
+    assert before.cost == 0.0
+
+
+def test_unknown_names_fail_before_any_work(capsys, tmp_path):
+    from .test_cli import run_cli
+
+    code, _, err = run_cli(capsys, "run", "--method", "nope", "--cache",
+                           str(tmp_path / "c.sqlite"))
+    assert code == 2 and "valid methods:" in err
+    code, _, err = run_cli(capsys, "run", "--method", "fewshot", "--domain", "nope")
+    assert code == 2 and "valid domains:" in err
+
+
+def cache_rows(path: Path) -> int:
+    try:
+        with sqlite3.connect(path) as conn:
+            return conn.execute("SELECT count(*) FROM responses").fetchone()[0]
+    except sqlite3.Error:
+        return 0
+
+
+@pytest.mark.slow
+def test_a_killed_run_resumes_without_repeating_calls(tiny_model, tmp_path):
+    args = [sys.executable, "-m", "fspo_bench", "run", "--method", "fewshot", "--domain",
+            "elix", "--model", str(tiny_model), "--limit", "24", "--shots", "1",
+            "--max-new-tokens", "24", "--repetition-penalty", "1.0"]
+    killed_cache, clean_cache = tmp_path / "killed.sqlite", tmp_path / "clean.sqlite"
+    child = subprocess.Popen([*args, "--cache", str(killed_cache), "--out", str(tmp_path / "a")],
+                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 120
+    while cache_rows(killed_cache) < 10 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    os.kill(child.pid, signal.SIGKILL)
+    child.wait()
+    done_before_kill = cache_rows(killed_cache)
+    assert 10 <= done_before_kill < 96, "kill landed outside the run"
+    resumed = subprocess.run([*args, "--cache", str(killed_cache), "--out", str(tmp_path / "a")],
+                             capture_output=True, text=True, check=True)
+    news = [int(line.rsplit("new ", 1)[1]) for line in resumed.stderr.splitlines()
+            if "/ new " in line]
+    assert sum(news) == 96 - done_before_kill  # 24 x 2 generations + 24 x 2 judgments
+    subprocess.run([*args, "--cache", str(clean_cache), "--out", str(tmp_path / "b")],
+                   capture_output=True, check=True)
+    for name in ("generations.jsonl", "judgments.jsonl"):
+        assert (tmp_path / "a" / name).read_bytes() == (tmp_path / "b" / name).read_bytes()
