@@ -21,6 +21,7 @@ from fspo_bench.errors import FspoBenchError, UnknownNameError
 from fspo_bench.run_commands import add_run_commands
 from fspo_bench.safety import check_litellm_version
 from fspo_bench.serve import add_serve_command
+from fspo_bench.synth_command import add_synth_command
 
 LISTABLE = {"domains": "domain", "methods": "method", "backends": "backend",
             "judges": "judge", "metrics": "metric"}
@@ -110,6 +111,7 @@ def build_app() -> typer.Typer:
     add_run_commands(app)
     add_serve_command(app)
     add_audit_command(app)
+    add_synth_command(app)
     plugins.add_commands(app)
     return app
 

@@ -119,7 +119,11 @@ def add_run_commands(app: typer.Typer) -> None:
                             f"${max_cost:.2f}; nothing was run")
                     if dry_run:
                         continue
-                print_result(runner.run(), run_dir)
+                try:
+                    result = runner.run()
+                finally:
+                    runner.progress.close()
+                print_result(result, run_dir)
         typer.echo(f"done in {time.monotonic() - started:.1f} s", err=True)
 
     @app.command("judge")

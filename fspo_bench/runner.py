@@ -20,6 +20,7 @@ from fspo_bench.cache import ResponseCache
 from fspo_bench.errors import FspoBenchError
 from fspo_bench.judge import Comparison, Judge
 from fspo_bench.method import Method
+from fspo_bench.progress import StageProgress
 from fspo_bench.records import Generation, Judgment, Query, RunResult, RunSpec
 from fspo_bench.rundir import (
     CONFIG,
@@ -83,14 +84,16 @@ def judgment_key(judge: Judge, comparison: Comparison) -> dict[str, Any]:
 
 
 def cached_generate(backend: Backend, requests: Sequence[GenerationRequest], cache: ResponseCache,
-                    count: StageCount, progress: Progress) -> list[str]:
+                    count: StageCount, progress: Progress, label: str | None = None) -> list[str]:
+    """Texts for the requests, from the cache or the backend; each batch is cached on return."""
+    label = label or count.stage
     keys = [generation_key(backend, r) for r in requests]
     found = cache.get_many(keys)
     todo = [i for i, value in enumerate(found) if value is None]
     count.cached += len(requests) - len(todo)
     count.new += len(todo)
     done = len(requests) - len(todo)
-    progress(count.stage, done, len(requests))
+    progress(label, done, len(requests))
     for start in range(0, len(todo), backend.batch_size):
         batch = todo[start:start + backend.batch_size]
         for i, text in zip(batch, backend.generate([requests[i] for i in batch]),
@@ -98,7 +101,7 @@ def cached_generate(backend: Backend, requests: Sequence[GenerationRequest], cac
             found[i] = {"text": text}
             cache.put(keys[i], found[i])
         done += len(batch)
-        progress(count.stage, done, len(requests))
+        progress(label, done, len(requests))
     return [value["text"] for value in found]
 
 
@@ -106,7 +109,7 @@ def generate(method: Method, role: str, domain: str, queries: Sequence[Query],
              backend: Backend, params: GenerationParams, cache: ResponseCache,
              count: StageCount, progress: Progress) -> list[Generation]:
     requests = [method.build_request(q, params) for q in queries]
-    raws = cached_generate(backend, requests, cache, count, progress)
+    raws = cached_generate(backend, requests, cache, count, progress, f"{count.stage} [{domain}]")
     generations = []
     for query, raw in zip(queries, raws, strict=True):
         parsed = method.parse(raw)
@@ -165,17 +168,13 @@ def judge_identity_id(judge: Judge) -> str:
     return " ".join(f"{k}={v}" for k, v in identity.items() if v is not None)
 
 
-def _stderr_progress(stage: str, done: int, total: int) -> None:
-    if done == total:
-        print(f"fspo-bench: {stage}: {done}/{total}", file=sys.stderr)
-
-
 class Runner:
     """One run of one method (against its reference) over one or more domains."""
 
     def __init__(self, spec: RunSpec, out: Path, cache: ResponseCache,
-                 progress: Progress = _stderr_progress, log: Callable[[str], None] | None = None):
-        self.spec, self.out, self.cache, self.progress = spec, Path(out), cache, progress
+                 progress: Progress | None = None, log: Callable[[str], None] | None = None):
+        self.spec, self.out, self.cache = spec, Path(out), cache
+        self.progress = progress or StageProgress()
         self.log = log or (lambda message: print(f"fspo-bench: {message}", file=sys.stderr))
 
     def run(self) -> RunResult:

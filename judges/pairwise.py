@@ -162,12 +162,12 @@ class PairwiseJudge(Judge):
     # ------------------------------------------------------------------ identity and backend
 
     def identity(self) -> dict[str, Any]:
-        """Judge, model, backend, template hash and decoding settings; never the options
-        (they may hold an API key)."""
+        """Judge, the judge model's backend identity (model and weights revision), template hash
+        and decoding settings; never the options (they may hold an API key)."""
         return {
             "judge": self.name,
             "model": self.model,
-            "backend": self.backend,
+            "backend": self.backend_object().identity(),
             "template": self.template_name,
             "template_sha256": self.template_sha256,
             "max_retries": self.max_retries,

@@ -211,7 +211,7 @@ def test_judge_audit_cli_runs_the_pairwise_judge_through_a_backend_plugin(plugin
     assert result.exit_code == 0, result.output
     report = json.loads(result.stdout)
     assert report["judge"]["model"] == "some-model"
-    assert report["judge"]["backend"] == "tp-audit-always-b"
+    assert report["judge"]["backend"] == {"backend": "tp-audit-always-b", "model": "some-model"}
     assert "api_base" not in json.dumps(report["judge"])
     assert report["agreement"] == 0.5 and report["position_consistency"] == 0.0
     assert report["p_prefers_first"] == 0.0 and report["n_invalid"] == 0

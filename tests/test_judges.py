@@ -153,11 +153,12 @@ def test_pairwise_never_invents_a_verdict(text):
 
 def test_pairwise_identity_has_template_hash_and_no_secrets(tmp_path):
     shipped = resources.files("fspo_bench.judges").joinpath("templates/pairwise.txt")
-    judge = PairwiseJudge("openai/gpt-4o-2024-08-06", api_key="sk-SECRET",
-                          api_base="http://user:pw@host/v1")
+    judge = PairwiseJudge("openai/gpt-4o-2024-08-06", api_base="http://user:pw@host/v1")
     identity = judge.identity()
     assert identity["judge"] == "pairwise"
-    assert identity["model"] == "openai/gpt-4o-2024-08-06" and identity["backend"] == "litellm"
+    assert identity["model"] == "openai/gpt-4o-2024-08-06"
+    assert identity["backend"] == {"backend": "litellm", "model": "openai/gpt-4o-2024-08-06",
+                                   "api_base": "http://host/v1"}
     assert identity["max_retries"] == 2
     assert identity["template_sha256"] == hashlib.sha256(
         shipped.read_text("utf-8").encode("utf-8")).hexdigest()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import signal
 import sqlite3
@@ -20,15 +21,16 @@ from fspo_bench.runner import Runner, plan
 GENERATION = {"max_new_tokens": 12, "temperature": 0.0, "repetition_penalty": 1.0}
 
 
-def spec(model: Path, **overrides) -> RunSpec:
-    fields = dict(method="fewshot", domains=["elix"], model=str(model), judge="proxy", limit=4,
+def spec(model_dir: Path, **overrides) -> RunSpec:
+    fields = dict(method="fewshot", domains=["elix"], model=str(model_dir), judge="proxy", limit=4,
                   shots=1, seed=0, generation=GENERATION)
     return RunSpec(**{**fields, **overrides})
 
 
-def run(model: Path, out: Path, cache: ResponseCache, **overrides) -> tuple[Runner, list[str]]:
+def run(model_dir: Path, out: Path, cache: ResponseCache, **overrides
+        ) -> tuple[Runner, list[str]]:
     logs: list[str] = []
-    runner = Runner(spec(model, **overrides), out, cache, progress=lambda *a: None,
+    runner = Runner(spec(model_dir, **overrides), out, cache, progress=lambda *a: None,
                     log=logs.append)
     runner.run()
     return runner, logs
@@ -129,3 +131,41 @@ def test_a_killed_run_resumes_without_repeating_calls(tiny_model, tmp_path):
                    capture_output=True, check=True)
     for name in ("generations.jsonl", "judgments.jsonl"):
         assert (tmp_path / "a" / name).read_bytes() == (tmp_path / "b" / name).read_bytes()
+
+
+PLANTED_KEY = "sk-test-PLANTED-0123456789abcdef"
+
+
+def test_a_run_through_litellm_against_fspo_bench_serve(tiny_model, tmp_path, monkeypatch):
+    """The litellm path end to end over real HTTP, with a planted API key that must never be
+    written anywhere."""
+    import threading
+
+    if importlib.util.find_spec("litellm") is None:  # importing it here would skip our setup
+        pytest.skip("litellm is not installed (extra [api])")
+    from fspo_bench.backends.hf import HFBackend
+    from fspo_bench.serve import make_server
+
+    monkeypatch.setenv("OPENAI_API_KEY", PLANTED_KEY)
+    server = make_server(HFBackend(str(tiny_model)), port=0, model_name="tiny",
+                         log_requests=False)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        api_base = f"http://127.0.0.1:{server.server_address[1]}/v1"
+        with ResponseCache(tmp_path / "cache.sqlite") as cache:
+            runner, logs = run(tiny_model, tmp_path / "run", cache, backend="litellm",
+                               model="openai/tiny", backend_options={"api_base": api_base})
+            _, again = run(tiny_model, tmp_path / "run", cache, backend="litellm",
+                           model="openai/tiny", backend_options={"api_base": api_base})
+    finally:
+        server.shutdown()
+        server.server_close()
+    generations = read_generations(tmp_path / "run")
+    assert len(generations) == 8 and all(isinstance(g.raw, str) for g in generations)
+    assert logs[0] == "generate method (fewshot): cached 0 / new 4"
+    assert all(line.endswith("/ new 0") for line in again)
+    written = [p for p in tmp_path.rglob("*") if p.is_file()]
+    assert any(p.name == "cache.sqlite" for p in written)
+    for path in written:
+        assert PLANTED_KEY.encode() not in path.read_bytes(), path

@@ -60,6 +60,7 @@ import warnings
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
+from urllib.parse import urlsplit, urlunsplit
 
 from fspo_bench.backend import Backend, GenerationParams, GenerationRequest
 from fspo_bench.errors import FspoBenchError
@@ -355,7 +356,12 @@ class LiteLLMBackend(Backend):
     # ----------------------------------------------------------------- identity
 
     def identity(self) -> dict[str, Any]:
-        return {"backend": self.name, "model": self.model, "api_base": self.api_base}
+        """Backend, model and API base, with any ``user:password@`` removed from the URL."""
+        api_base = self.api_base
+        if api_base:
+            parts = urlsplit(api_base)
+            api_base = urlunsplit(parts._replace(netloc=parts.netloc.rpartition("@")[2]))
+        return {"backend": self.name, "model": self.model, "api_base": api_base}
 
     @property
     def _where(self) -> str:
