@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -40,6 +41,16 @@ def chat(content: str, **params) -> GenerationRequest:
     return GenerationRequest(
         params=GenerationParams(**params), messages=[{"role": "user", "content": content}]
     )
+
+
+@pytest.fixture(scope="module", autouse=True)
+def one_thread():
+    """The tiny model's matrices are too small for a second thread to help; on a busy machine
+    torch's waiting threads only slow it down."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
 
 
 @pytest.fixture(scope="session")
@@ -101,7 +112,10 @@ def test_bad_options_are_refused_without_loading_anything():
         HFBackend("whatever", dtype="int3")
     with pytest.raises(FspoBenchError, match="batch_size"):
         HFBackend("whatever", batch_size=0)
+    with pytest.raises(FspoBenchError, match="threads"):
+        HFBackend("whatever", threads="many")
     assert HFBackend("whatever", batch_size="4").batch_size == 4
+    assert HFBackend("whatever", threads="1").threads == 1
 
 
 def test_tiny_model_is_the_same_every_time(tiny_model_dir: Path, tmp_path: Path):
@@ -117,6 +131,7 @@ def test_tiny_model_is_the_same_every_time(tiny_model_dir: Path, tmp_path: Path)
     out = subprocess.run(
         [sys.executable, "-c", code, str(tmp_path / "other")],
         check=True, capture_output=True, text=True, cwd=root,
+        env={**os.environ, "OMP_NUM_THREADS": "1"},
     )
     assert out.stdout.strip() == expected
 

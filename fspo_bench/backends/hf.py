@@ -35,6 +35,11 @@ Adapters
     Weights load from safetensors only; a folder with pickle weights (``*.bin``, ``*.pt``,
     ``*.pkl``, ``*.pth``) and no safetensors is refused.
 
+CPU threads
+    ``threads=N`` sets torch's CPU thread count (for the whole process) when a model loads. On
+    a machine shared with other busy processes, ``threads=1`` can be several times faster
+    than torch's default of one thread per core, whose threads wait on each other.
+
 Identity
     ``{"backend": "hf", "model": ..., "revision": ..., "dtype": ...}``: the resolved folder (or hub
     id, or ``embedded:SmolLM2-135M-Instruct``), a content fingerprint of the folder
@@ -261,12 +266,13 @@ class HFBackend(Backend):
         dtype: str = "auto",
         batch_size: int | str = 8,
         revision: str | None = None,
+        threads: int | str | None = None,
         **options: Any,
     ) -> None:
         if options:
             raise FspoBenchError(
                 f"unknown option(s) for backend 'hf': {', '.join(sorted(options))}; "
-                f"valid: device, dtype, batch_size, revision"
+                f"valid: device, dtype, batch_size, revision, threads"
             )
         super().__init__(model)
         if str(dtype).lower() not in DTYPES:
@@ -279,6 +285,12 @@ class HFBackend(Backend):
             self.batch_size = 0
         if self.batch_size < 1:
             raise FspoBenchError(f"batch_size must be a positive integer, not {batch_size!r}")
+        try:
+            self.threads = None if threads in (None, "") else int(threads)
+        except ValueError:
+            self.threads = 0
+        if self.threads is not None and self.threads < 1:
+            raise FspoBenchError(f"threads must be a positive integer, not {threads!r}")
         self.device_option = device
         self.dtype_option = DTYPES[str(dtype).lower()]
         self.revision = revision
@@ -396,7 +408,11 @@ class HFBackend(Backend):
             return self._tokenizer
 
     def _load_model(self, source: str, what: str, revision: str | None = None) -> Any:
+        import torch
         from transformers import AutoModelForCausalLM, GenerationConfig
+
+        if self.threads is not None:
+            torch.set_num_threads(self.threads)
 
         kwargs: dict[str, Any] = {"dtype": self._torch_dtype(), "use_safetensors": True}
         if revision:
