@@ -64,6 +64,10 @@ class Backend(Component):
         """What names an adapter's content in cache keys (None: the path alone)."""
         return None
 
+    def status(self) -> str:
+        """A short live status for progress displays (retries, cost so far); may be empty."""
+        return ""
+
     def estimate_cost(self, requests: Sequence[GenerationRequest]) -> float:
         """Estimated USD cost of running these requests (0 for local models)."""
         return 0.0

@@ -41,6 +41,10 @@ class Judge(Component):
     def check(self) -> None:
         """Fail early, with one clear FspoBenchError, if the judge cannot run at all."""
 
+    def status(self) -> str:
+        """A short live status for progress displays (retries, cost so far); may be empty."""
+        return ""
+
     def estimate_cost(self, n_comparisons: int) -> float:
         """Estimated USD cost of judging this many comparisons (0 for local judges)."""
         return 0.0

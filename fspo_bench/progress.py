@@ -17,17 +17,19 @@ class StageProgress:
         self._tasks: dict[str, Any] = {}
         self._started: dict[str, float] = {}
 
-    def __call__(self, stage: str, done: int, total: int) -> None:
+    def __call__(self, stage: str, done: int, total: int, status: str = "") -> None:
         if self.interactive:
-            self._bar(stage, done, total)
+            self._bar(stage, done, total, status)
             return
         start = self._started.setdefault(stage, time.monotonic())
         if done == 0 and total:
             return
         rate = done / max(time.monotonic() - start, 1e-9)
-        print(f"fspo-bench: {stage}: {done}/{total} ({rate:.2f}/s)", file=self.stream, flush=True)
+        extra = f"; {status}" if status else ""
+        print(f"fspo-bench: {stage}: {done}/{total} ({rate:.2f}/s{extra})", file=self.stream,
+              flush=True)
 
-    def _bar(self, stage: str, done: int, total: int) -> None:
+    def _bar(self, stage: str, done: int, total: int, status: str) -> None:
         from rich.console import Console
         from rich.progress import (
             BarColumn,
@@ -41,11 +43,12 @@ class StageProgress:
         if self._bars is None:
             self._bars = Progress(TextColumn("{task.description}"), BarColumn(),
                                   MofNCompleteColumn(), TimeElapsedColumn(),
-                                  TimeRemainingColumn(), console=Console(file=self.stream))
+                                  TimeRemainingColumn(), TextColumn("{task.fields[status]}"),
+                                  console=Console(file=self.stream))
             self._bars.start()
         if stage not in self._tasks:
-            self._tasks[stage] = self._bars.add_task(stage, total=total)
-        self._bars.update(self._tasks[stage], completed=done, total=total)
+            self._tasks[stage] = self._bars.add_task(stage, total=total, status=status)
+        self._bars.update(self._tasks[stage], completed=done, total=total, status=status)
 
     def close(self) -> None:
         if self._bars is not None:

@@ -7,10 +7,12 @@ a killed run resumes where it stopped, and a finished run re-run makes no model 
 
 from __future__ import annotations
 
+import platform
 import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime, timezone
+from importlib import metadata
 from pathlib import Path
 from typing import Any
 
@@ -51,7 +53,7 @@ class StageCount:
         return f"{self.stage}: cached {self.cached} / new {self.new}"
 
 
-Progress = Callable[[str, int, int], None]  # (stage, done, total)
+Progress = Callable[..., None]  # (stage, done, total, status="")
 
 
 def make_backend(spec: RunSpec) -> Backend:
@@ -101,7 +103,7 @@ def cached_generate(backend: Backend, requests: Sequence[GenerationRequest], cac
             found[i] = {"text": text}
             cache.put(keys[i], found[i])
         done += len(batch)
-        progress(label, done, len(requests))
+        progress(label, done, len(requests), backend.status())
     return [value["text"] for value in found]
 
 
@@ -145,7 +147,9 @@ def cached_judge(judge: Judge, comparisons: Sequence[Comparison], cache: Respons
             found[i] = judgment.to_dict()
             cache.put(keys[i], found[i])
         done += len(batch)
-        progress(count.stage, done, len(comparisons))
+        invalid = sum(1 for value in found if value is not None and not value["valid"])
+        progress(count.stage, done, len(comparisons),
+                 ", ".join(filter(None, [f"invalid {invalid}", judge.status()])))
     return [Judgment.from_dict(value) for value in found]
 
 
@@ -237,8 +241,9 @@ class Runner:
                                  [g for g in generations if g.meta["domain"] == domain],
                                  seed=self.spec.seed)
                    for domain in self.spec.domains]
-        created = read_json(self.out / CONFIG)["created"]
-        result = RunResult(self.spec, results, self.spec.config_hash(), __version__, created)
+        config = read_json(self.out / CONFIG)
+        result = RunResult(self.spec, results, self.spec.config_hash(), __version__,
+                           config["created"], {"versions": config.get("versions", {})})
         write_json(self.out / RESULTS, result.to_dict())
         return result
 
@@ -251,7 +256,7 @@ class Runner:
         if config.get("config_hash") != self.spec.config_hash():
             config["created"] = _now()
         config.update(spec=self.spec.to_dict(), config_hash=self.spec.config_hash(),
-                      package_version=__version__, **identities)
+                      package_version=__version__, versions=package_versions(), **identities)
         write_json(path, config)
 
 
@@ -304,6 +309,17 @@ def plan(spec: RunSpec, cache: ResponseCache) -> Plan:
         judgments = StageCount("judge", hits, len(comparisons) - hits)
     cost = backend.estimate_cost(missing) + judge.estimate_cost(judgments.new)
     return Plan(spec.method, len(queries), generations, judgments, cost)
+
+
+def package_versions() -> dict[str, str]:
+    """Versions of Python and of the installed packages that can change a run's outputs."""
+    versions = {"python": platform.python_version()}
+    for name in ("torch", "transformers", "peft", "litellm", "vllm", "lm-eval"):
+        try:
+            versions[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            pass
+    return versions
 
 
 def _now() -> str:

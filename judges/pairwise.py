@@ -176,6 +176,9 @@ class PairwiseJudge(Judge):
             "seed": self.seed,
         }
 
+    def status(self) -> str:
+        return self._backend.status() if self._backend is not None else ""
+
     def backend_object(self) -> Backend:
         """The backend running the judge model, built on first use."""
         if self._backend is None:

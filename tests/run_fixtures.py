@@ -9,7 +9,6 @@ HTML/JS payloads that must never run in the leaderboard page.
 from __future__ import annotations
 
 import json
-from collections import defaultdict
 from contextlib import contextmanager
 from pathlib import Path
 from unittest import mock
@@ -27,6 +26,7 @@ from fspo_bench.records import (
     RunSpec,
     User,
 )
+from fspo_bench.stats import cluster_bootstrap
 
 SCRIPT_PAYLOAD = "<script>window.__pwned = 1</script>"
 IMG_PAYLOAD = '<img src=x onerror="window.__pwned=2">'
@@ -130,17 +130,6 @@ def _judge_raw(verdict: str, a_is_method: bool, payload: bool) -> tuple[str | No
     return winner, raw
 
 
-def _bootstrap(scores: dict[tuple[str, str], float], seed: int = 0, n: int = 2000):
-    per_user: dict[str, list[float]] = defaultdict(list)
-    for (user, _), score in scores.items():
-        per_user[user].append(score)
-    sums = np.array([sum(v) for v in per_user.values()])
-    counts = np.array([len(v) for v in per_user.values()])
-    idx = np.random.default_rng(seed).integers(0, len(sums), size=(n, len(sums)))
-    low, high = np.percentile(100 * sums[idx].sum(1) / counts[idx].sum(1), [2.5, 97.5])
-    return float(low), float(high)
-
-
 def write_run(root: Path, method: str) -> Path:
     """Write one run directory of ``method`` on both domains; returns its path."""
     spec = RunSpec(method=method, domains=list(DOMAINS), model=MODEL, backend="hf",
@@ -198,7 +187,7 @@ def write_run(root: Path, method: str) -> Path:
                 both_valid += 1
                 consistent += valid_scores[0] == valid_scores[1]
         winrate = 100 * sum(scores.values()) / len(scores)
-        ci_low, ci_high = _bootstrap(scores)
+        ci_low, ci_high = cluster_bootstrap(scores)
         extra = {
             "position_consistency": consistent / both_valid,
             "length_controlled_winrate": winrate - 2.5,

@@ -104,3 +104,15 @@ def test_length_control_removes_a_pure_length_preference():
 def test_query_scores_skip_invalid_queries():
     scores = query_scores([outcome(judgment("u", "q", "method_first", None, valid=False))])
     assert scores == {}
+
+
+def test_compare_two_runs_on_the_same_queries(tmp_path, capsys):
+    from .run_fixtures import write_runs
+    from .test_cli import run_cli
+
+    fewshot, fspo = write_runs(tmp_path)
+    code, out, _ = run_cli(capsys, "compare", str(fspo), str(fewshot))
+    lines = dict(line.split(None, 1) for line in out.strip().splitlines())
+    assert code == 0
+    assert lines["elix"].startswith("A - B = +16.7 [")  # 5/6 vs 4/6 of the same 6 queries
+    assert lines["reviews"].startswith("A - B = +41.7 [")  # 5.25/6 vs 2.75/6

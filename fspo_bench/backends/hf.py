@@ -382,6 +382,10 @@ class HFBackend(Backend):
 
     # ----------------------------------------------------------------- loading
 
+    def check(self) -> None:
+        """A missing or unusable model folder is one clear error before any work."""
+        self.identity()
+
     def load(self) -> HFBackend:
         """Load the tokenizer and the model now (FspoBenchError if they do not load)."""
         self._ensure_base()

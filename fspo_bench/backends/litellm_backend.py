@@ -355,6 +355,9 @@ class LiteLLMBackend(Backend):
 
     # ----------------------------------------------------------------- identity
 
+    def status(self) -> str:
+        return f"retries {self.usage.retries}, cost ${self.usage.cost:.4f}"
+
     def identity(self) -> dict[str, Any]:
         """Backend, model and API base, with any ``user:password@`` removed from the URL."""
         api_base = self.api_base
