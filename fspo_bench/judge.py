@@ -30,6 +30,8 @@ class Judge(Component):
     """A pairwise judge. Subclasses implement :meth:`judge`."""
 
     kind: ClassVar[str] = "judge"
+    #: How many comparisons the runner hands over at once; each batch is cached when it returns.
+    batch_size: int = 8
 
     def __init__(self, **options: Any) -> None:
         self.options = options

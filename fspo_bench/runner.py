@@ -38,7 +38,6 @@ from fspo_bench.rundir import (
 from fspo_bench.stats import METHOD_FIRST, domain_result
 
 REFERENCE_FIRST = "reference_first"
-JUDGE_BATCH = 8
 
 
 @dataclass
@@ -60,14 +59,22 @@ def make_backend(spec: RunSpec) -> Backend:
     return plugins.get("backend", spec.backend)(spec.model, **spec.backend_options)
 
 
-def make_judge(name: str, options: dict[str, Any]) -> Judge:
-    """A registered judge by name; any other string is a judge model for the pairwise judge."""
+def resolve_judge_name(name: str) -> tuple[str, str | None]:
+    """(judge plugin, judge model). A registered judge name stands for itself; a string that
+    names a model (``provider/model``, ``hf:FOLDER``, a folder, ``embedded``) is a judge model
+    for the ``pairwise`` judge; anything else is the one-line unknown-judge error."""
     if name in plugins.names("judge"):
-        return plugins.get("judge", name)(**options)
+        return name, None
     if "/" in name or ":" in name or name == "embedded" or Path(name).exists():
-        return plugins.get("judge", "pairwise")(model=name, **options)
+        return "pairwise", name
     plugins.get("judge", name)  # raises the one-line error listing the valid judges
     raise AssertionError("unreachable")
+
+
+def make_judge(name: str, options: dict[str, Any]) -> Judge:
+    """The judge ``name`` stands for (see :func:`resolve_judge_name`), built with ``options``."""
+    plugin, model = resolve_judge_name(name)
+    return plugins.get("judge", plugin)(**options, **({"model": model} if model else {}))
 
 
 def params_of(spec: RunSpec) -> GenerationParams:
@@ -85,25 +92,34 @@ def judgment_key(judge: Judge, comparison: Comparison) -> dict[str, Any]:
     return {"kind": "judge", "judge": judge.identity(), "comparison": comparison.to_dict()}
 
 
-def cached_generate(backend: Backend, requests: Sequence[GenerationRequest], cache: ResponseCache,
-                    count: StageCount, progress: Progress, label: str | None = None) -> list[str]:
-    """Texts for the requests, from the cache or the backend; each batch is cached on return."""
-    label = label or count.stage
-    keys = [generation_key(backend, r) for r in requests]
+def cached_map(cache: ResponseCache, keys: Sequence[dict[str, Any]], items: Sequence[Any],
+               compute: Callable[[list[Any]], list[Any]], batch_size: int, count: StageCount,
+               progress: Progress, label: str, status: Callable[[list[Any]], str]) -> list[Any]:
+    """Values for the items, from the cache or ``compute`` (called a batch at a time); each
+    value is committed to the cache as soon as its batch returns."""
     found = cache.get_many(keys)
     todo = [i for i, value in enumerate(found) if value is None]
-    count.cached += len(requests) - len(todo)
+    count.cached += len(items) - len(todo)
     count.new += len(todo)
-    done = len(requests) - len(todo)
-    progress(label, done, len(requests))
-    for start in range(0, len(todo), backend.batch_size):
-        batch = todo[start:start + backend.batch_size]
-        for i, text in zip(batch, backend.generate([requests[i] for i in batch]),
-                           strict=True):
-            found[i] = {"text": text}
-            cache.put(keys[i], found[i])
+    done = len(items) - len(todo)
+    progress(label, done, len(items))
+    for start in range(0, len(todo), batch_size):
+        batch = todo[start:start + batch_size]
+        for i, value in zip(batch, compute([items[i] for i in batch]), strict=True):
+            found[i] = value
+            cache.put(keys[i], value)
         done += len(batch)
-        progress(label, done, len(requests), backend.status())
+        progress(label, done, len(items), status(found))
+    return found
+
+
+def cached_generate(backend: Backend, requests: Sequence[GenerationRequest], cache: ResponseCache,
+                    count: StageCount, progress: Progress, label: str | None = None) -> list[str]:
+    """Texts for the requests, from the cache or the backend."""
+    found = cached_map(cache, [generation_key(backend, r) for r in requests], requests,
+                       lambda batch: [{"text": t} for t in backend.generate(batch)],
+                       backend.batch_size, count, progress, label or count.stage,
+                       lambda _: backend.status())
     return [value["text"] for value in found]
 
 
@@ -133,23 +149,15 @@ def comparisons_for(method_gen: Generation, reference_gen: Generation
 
 def cached_judge(judge: Judge, comparisons: Sequence[Comparison], cache: ResponseCache,
                  count: StageCount, progress: Progress) -> list[Judgment]:
-    keys = [judgment_key(judge, c) for c in comparisons]
-    found = cache.get_many(keys)
-    todo = [i for i, value in enumerate(found) if value is None]
-    count.cached += len(comparisons) - len(todo)
-    count.new += len(todo)
-    done = len(comparisons) - len(todo)
-    progress(count.stage, done, len(comparisons))
-    for start in range(0, len(todo), JUDGE_BATCH):
-        batch = todo[start:start + JUDGE_BATCH]
-        for i, judgment in zip(batch, judge.judge([comparisons[i] for i in batch]),
-                               strict=True):
-            found[i] = judgment.to_dict()
-            cache.put(keys[i], found[i])
-        done += len(batch)
+    """Judgments of the comparisons, from the cache or the judge."""
+
+    def status(found: list[Any]) -> str:
         invalid = sum(1 for value in found if value is not None and not value["valid"])
-        progress(count.stage, done, len(comparisons),
-                 ", ".join(filter(None, [f"invalid {invalid}", judge.status()])))
+        return ", ".join(filter(None, [f"invalid {invalid}", judge.status()]))
+
+    found = cached_map(cache, [judgment_key(judge, c) for c in comparisons], comparisons,
+                       lambda batch: [j.to_dict() for j in judge.judge(batch)],
+                       judge.batch_size, count, progress, count.stage, status)
     return [Judgment.from_dict(value) for value in found]
 
 

@@ -702,7 +702,7 @@ def _rows(domain: str, personas: list[Persona], items: list[Item],
     return rows
 
 
-def _quiet(stage: str, done: int, total: int) -> None:
+def _quiet(stage: str, done: int, total: int, status: str = "") -> None:
     return None
 
 
@@ -713,7 +713,7 @@ def synthesize(config: SynthConfig, backend: Backend | Sequence[Backend], judge:
 
     ``backend`` is one backend or several (an ensemble): the first writes personas, questions,
     view lists and refinement sentences; responses go round-robin over all of them.
-    ``progress`` receives ``(stage, done, total)``; ``log`` one line per finished stage,
+    ``progress`` receives ``(stage, done, total, status)``; ``log`` one line per finished stage,
     ``synth <stage>: cached N / new M``.
     """
     config.check()

@@ -39,10 +39,10 @@ def build_judge(name: str, judge_model: str | None, judge_backend: str | None,
     unless ``judge_model`` is given; when that is the same model on the same backend and the
     judge accepts ``backend_instance``, it shares the loaded backend (the model is loaded once)."""
     from fspo_bench import plugins
+    from fspo_bench.runner import resolve_judge_name
 
-    if (name not in plugins.names("judge") and judge_model is None
-            and ("/" in name or ":" in name or name == EMBEDDED or Path(name).exists())):
-        name, judge_model = "pairwise", name  # a judge model, as `fspo-bench run --judge` takes
+    if judge_model is None:
+        name, judge_model = resolve_judge_name(name)  # as `fspo-bench run --judge` takes it
     cls = plugins.get("judge", name)
     accepted = _init_parameters(cls)
     kwargs: dict[str, Any] = dict(options)
@@ -116,10 +116,11 @@ def add_synth_command(app: typer.Typer) -> None:
         labels judged in both orders (inconsistent ones dropped), persona refinement, and the
         paper's two data metrics. Resumable through the cache."""
         from fspo_bench import plugins
-        from fspo_bench.audit import parse_options
         from fspo_bench.cache import ResponseCache, default_cache_path
         from fspo_bench.datafiles import SUFFIXES, DataError
         from fspo_bench.embedded import EMBEDDED_GENERATION_DEFAULTS
+        from fspo_bench.options import parse_options
+        from fspo_bench.progress import StageProgress
         from fspo_bench.synth import SynthConfig, synthesize, write_synth
 
         started = time.monotonic()
@@ -149,7 +150,12 @@ def add_synth_command(app: typer.Typer) -> None:
             typer.echo(line, err=True)
 
         with ResponseCache(cache or default_cache_path()) as response_cache:
-            result = synthesize(config, backends, judge_object, response_cache, log=log)
+            progress = StageProgress()
+            try:
+                result = synthesize(config, backends, judge_object, response_cache, progress,
+                                    log=log)
+            finally:
+                progress.close()
         rows_path, sidecar = write_synth(result, out)
         counts, metrics = result.stats["counts"], result.stats["metrics"]
         similarity = metrics["mean_pairwise_similarity"]

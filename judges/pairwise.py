@@ -176,6 +176,11 @@ class PairwiseJudge(Judge):
             "seed": self.seed,
         }
 
+    @property
+    def batch_size(self) -> int:  # type: ignore[override]
+        """As many comparisons at once as the judge model's backend takes."""
+        return self.backend_object().batch_size
+
     def status(self) -> str:
         return self._backend.status() if self._backend is not None else ""
 
