@@ -18,6 +18,7 @@ from fspo_bench import __version__, plugins
 from fspo_bench.audit import add_audit_command
 from fspo_bench.data_commands import add_data_commands
 from fspo_bench.errors import FspoBenchError, UnknownNameError
+from fspo_bench.prefacc_command import add_prefacc_commands
 from fspo_bench.run_commands import add_run_commands
 from fspo_bench.safety import check_litellm_version
 from fspo_bench.serve import add_serve_command
@@ -111,6 +112,7 @@ def build_app() -> typer.Typer:
     add_run_commands(app)
     add_serve_command(app)
     add_audit_command(app)
+    add_prefacc_commands(app)
     add_synth_command(app)
     plugins.add_commands(app)
     return app

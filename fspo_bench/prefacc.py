@@ -37,7 +37,6 @@ import csv
 import inspect
 import json
 import logging
-import math
 import os
 import re
 from collections import defaultdict
@@ -635,7 +634,7 @@ class _DropNoise(logging.Filter):
     """Hide lm-eval's warnings that do not apply when fspo-bench drives it."""
 
     NOISE = ("Custom kwargs can be passed", "is not of type `str`", "--limit SHOULD ONLY",
-             "appears to be an instruct or chat variant")
+             "appears to be an instruct or chat variant", "Passed an already-initialized model")
 
     def filter(self, record: logging.LogRecord) -> bool:
         message = record.getMessage()
@@ -678,6 +677,10 @@ def lmeval_preference_accuracy(model: Any, *, tokenizer: Any = None,
         if isinstance(model, LM):
             lm = model
         elif isinstance(model, (str, os.PathLike)):
+            if str(model) == "embedded":
+                from fspo_bench.embedded import embedded_model_path
+
+                model = embedded_model_path()
             kwargs: dict[str, Any] = {"add_bos_token": False, "batch_size": batch_size}
             if device:
                 kwargs["device"] = device
@@ -802,8 +805,3 @@ def _one_line(exc: BaseException) -> str:
     lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
     text = lines[0] if lines else type(exc).__name__
     return text if len(text) <= 300 else text[:297] + "..."
-
-
-def finite(value: Any) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(
-        value)

@@ -23,7 +23,7 @@ from fspo_bench.errors import FspoBenchError
 from fspo_bench.judge import Comparison, Judge
 from fspo_bench.method import Method
 from fspo_bench.progress import StageProgress
-from fspo_bench.records import Generation, Judgment, Query, RunResult, RunSpec
+from fspo_bench.records import DomainResult, Generation, Judgment, Query, RunResult, RunSpec
 from fspo_bench.rundir import (
     CONFIG,
     GENERATIONS,
@@ -249,6 +249,7 @@ class Runner:
                                  [g for g in generations if g.meta["domain"] == domain],
                                  seed=self.spec.seed)
                    for domain in self.spec.domains]
+        results = _keep_attached_columns(self.out / RESULTS, results)
         config = read_json(self.out / CONFIG)
         result = RunResult(self.spec, results, self.spec.config_hash(), __version__,
                            config["created"], {"versions": config.get("versions", {})})
@@ -317,6 +318,16 @@ def plan(spec: RunSpec, cache: ResponseCache) -> Plan:
         judgments = StageCount("judge", hits, len(comparisons) - hits)
     cost = backend.estimate_cost(missing) + judge.estimate_cost(judgments.new)
     return Plan(spec.method, len(queries), generations, judgments, cost)
+
+
+def _keep_attached_columns(path: Path, results: list[DomainResult]) -> list[DomainResult]:
+    """Re-scoring keeps the per-domain numbers other commands attached to results.json (for
+    example ``prefacc --attach``): extra keys that the statistics do not compute."""
+    if not path.exists():
+        return results
+    old = {r.domain: r.extra for r in RunResult.from_dict(read_json(path)).results}
+    return [replace(r, extra={**{k: v for k, v in old.get(r.domain, {}).items()
+                                 if k not in r.extra}, **r.extra}) for r in results]
 
 
 def package_versions() -> dict[str, str]:

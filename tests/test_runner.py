@@ -169,3 +169,17 @@ def test_a_run_through_litellm_against_fspo_bench_serve(tiny_model, tmp_path, mo
     assert any(p.name == "cache.sqlite" for p in written)
     for path in written:
         assert PLANTED_KEY.encode() not in path.read_bytes(), path
+
+
+def test_re_scoring_keeps_columns_attached_by_other_commands(tiny_model, tmp_path):
+    import json
+
+    with ResponseCache(tmp_path / "cache.sqlite") as cache:
+        runner, _ = run(tiny_model, tmp_path / "run", cache)
+        path = tmp_path / "run" / "results.json"
+        results = json.loads(path.read_text())
+        results["results"][0]["extra"]["prefacc"] = 0.75
+        path.write_text(json.dumps(results))
+        rescored = runner.score()
+    assert rescored.results[0].extra["prefacc"] == 0.75
+    assert rescored.results[0].extra["n_queries"] == 4
