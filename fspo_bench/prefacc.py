@@ -641,6 +641,12 @@ class _DropNoise(logging.Filter):
         return not any(n in message for n in self.NOISE)
 
 
+def _on_cuda(device: str | None) -> bool:
+    import torch
+
+    return torch.cuda.is_available() and not str(device or "").startswith("cpu")
+
+
 def lmeval_preference_accuracy(model: Any, *, tokenizer: Any = None,
                                domains: Sequence[str] = DOMAINS, shots: int | None = None,
                                seed: int = 0, limit: int | None = None, data: str = "builtin",
@@ -650,8 +656,8 @@ def lmeval_preference_accuracy(model: Any, *, tokenizer: Any = None,
     """Preference accuracy through lm-eval's Python API, one result per domain.
 
     ``model`` is an ``HFLM``, a model folder or hub id (loaded by ``HFLM`` without a BOS
-    token, the official format), or an in-memory transformers or PEFT model (``tokenizer``
-    required): a just-trained adapter is scored without saving it. ``max_length`` overrides
+    token, the official format, and in our backend's dtype unless ``dtype`` is given), or an
+    in-memory transformers or PEFT model (``tokenizer`` required): a just-trained adapter is scored without saving it. ``max_length`` overrides
     lm-eval's context window (it left-truncates longer requests; default: the model config's).
     Returns, per domain, what :func:`preference_accuracy` returns, computed from lm-eval's
     per-doc log-likelihoods (``samples``), plus lm-eval's own aggregates ``lmeval_acc`` and
@@ -684,8 +690,8 @@ def lmeval_preference_accuracy(model: Any, *, tokenizer: Any = None,
             kwargs: dict[str, Any] = {"add_bos_token": False, "batch_size": batch_size}
             if device:
                 kwargs["device"] = device
-            if dtype:
-                kwargs["dtype"] = dtype
+            # as our backend: bf16 on CUDA, fp32 elsewhere (lm-eval's "auto" takes the config's)
+            kwargs["dtype"] = dtype or ("bfloat16" if _on_cuda(device) else "float32")
             if max_length:
                 kwargs["max_length"] = max_length
             lm = HFLM(pretrained=str(model), tokenizer=tokenizer, **kwargs)

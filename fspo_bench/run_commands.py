@@ -83,6 +83,8 @@ def add_run_commands(app: typer.Typer) -> None:
         out: Annotated[Optional[Path], typer.Option(  # noqa: UP045
             help="Run directory [default: runs/METHOD-CONFIGHASH]")] = None,
         cache: CacheOption = None,
+        strict: Annotated[bool, typer.Option(
+            "--strict", help="Fail on any bad data row instead of skipping it.")] = False,
         dry_run: Annotated[bool, typer.Option(
             "--dry-run", help="Count model calls (and cost) without calling anything.")] = False,
         max_cost: Annotated[Optional[float], typer.Option(  # noqa: UP045
@@ -109,9 +111,9 @@ def add_run_commands(app: typer.Typer) -> None:
                                backend_options=backend_options)
                 run_dir = out if out and len(method) == 1 else Path(
                     "runs") / f"{name}-{spec.config_hash()}"
-                runner = Runner(spec, run_dir, response_cache)
+                runner = Runner(spec, run_dir, response_cache, strict=strict)
                 if dry_run or max_cost is not None:
-                    estimate = plan(spec, response_cache)
+                    estimate = plan(spec, response_cache, strict)
                     typer.echo(str(estimate))
                     if max_cost is not None and estimate.cost > max_cost:
                         raise FspoBenchError(

@@ -184,8 +184,9 @@ class Runner:
     """One run of one method (against its reference) over one or more domains."""
 
     def __init__(self, spec: RunSpec, out: Path, cache: ResponseCache,
-                 progress: Progress | None = None, log: Callable[[str], None] | None = None):
-        self.spec, self.out, self.cache = spec, Path(out), cache
+                 progress: Progress | None = None, log: Callable[[str], None] | None = None,
+                 strict: bool = False):
+        self.spec, self.out, self.cache, self.strict = spec, Path(out), cache, strict
         self.progress = progress or StageProgress()
         self.log = log or (lambda message: print(f"fspo-bench: {message}", file=sys.stderr))
 
@@ -202,7 +203,7 @@ class Runner:
         backend = make_backend(spec)
         backend.check()
         params = params_of(spec)
-        queries = build_queries(spec)
+        queries = build_queries(spec, strict=self.strict, log=self.log)
         self._write_config(backend=backend.identity())
         generations = []
         for role, m in (("method", method), ("reference", reference)):
@@ -269,10 +270,20 @@ class Runner:
         write_json(path, config)
 
 
-def build_queries(spec: RunSpec) -> dict[str, list[Query]]:
-    """Domain name -> the held-out queries of the run (seeded shots, seeded ``limit`` sample)."""
-    return {name: plugins.get("domain", name)().load(spec.data, shots=spec.shots).queries(
-        shots=spec.shots, seed=spec.seed, limit=spec.limit) for name in spec.domains}
+def build_queries(spec: RunSpec, *, strict: bool = False,
+                  log: Callable[[str], None] | None = None) -> dict[str, list[Query]]:
+    """Domain name -> the held-out queries of the run (seeded shots, seeded ``limit`` sample).
+
+    Bad rows are skipped and counted in one ``log`` line per domain; ``strict`` makes them fatal.
+    """
+    queries = {}
+    for name in spec.domains:
+        data = plugins.get("domain", name)().load(spec.data, strict=strict, shots=spec.shots)
+        if data.problems and log:
+            log(f"{name}: skipped {len(data.problems)} bad row(s) or user(s); first: "
+                f"{data.problems[0]} (--strict to fail)")
+        queries[name] = data.queries(shots=spec.shots, seed=spec.seed, limit=spec.limit)
+    return queries
 
 
 @dataclass
@@ -290,7 +301,7 @@ class Plan:
                 f"estimated cost ${self.cost:.2f}")
 
 
-def plan(spec: RunSpec, cache: ResponseCache) -> Plan:
+def plan(spec: RunSpec, cache: ResponseCache, strict: bool = False) -> Plan:
     """Count the model calls a run needs without making any (``--dry-run``).
 
     Judgments can only be looked up once both generations of a query are known; until then
@@ -300,7 +311,7 @@ def plan(spec: RunSpec, cache: ResponseCache) -> Plan:
     reference = plugins.get("method", spec.reference)()
     backend, judge = make_backend(spec), make_judge(spec.judge, spec.judge_options)
     params = params_of(spec)
-    tagged = [(d, q) for d, qs in build_queries(spec).items() for q in qs]
+    tagged = [(d, q) for d, qs in build_queries(spec, strict=strict).items() for q in qs]
     queries = [q for _, q in tagged]
     requests = [m.build_request(q, params) for m in (method, reference) for q in queries]
     found = cache.get_many([generation_key(backend, r) for r in requests])

@@ -181,6 +181,10 @@ class PairwiseJudge(Judge):
         """As many comparisons at once as the judge model's backend takes."""
         return self.backend_object().batch_size
 
+    def check(self) -> None:
+        """An unknown judge model or an unreachable judge server is one error before any work."""
+        self.backend_object().check()
+
     def status(self) -> str:
         return self._backend.status() if self._backend is not None else ""
 

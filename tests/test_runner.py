@@ -183,3 +183,18 @@ def test_re_scoring_keeps_columns_attached_by_other_commands(tiny_model, tmp_pat
         rescored = runner.score()
     assert rescored.results[0].extra["prefacc"] == 0.75
     assert rescored.results[0].extra["n_queries"] == 4
+
+
+def test_bad_rows_are_reported_and_strict_makes_them_fatal(tiny_model, tmp_path):
+    from fspo_bench import plugins
+    from fspo_bench.datafiles import DataError, write_rows
+
+    rows = plugins.get("domain", "elix")().builtin_rows()
+    rows[0] = {**rows[0], "label": 7}
+    data = write_rows(rows, tmp_path / "elix.jsonl")
+    with ResponseCache(tmp_path / "cache.sqlite") as cache:
+        _, logs = run(tiny_model, tmp_path / "run", cache, data=str(data), limit=1)
+        assert logs[0].startswith("elix: skipped 1 bad row(s)") and "row 1" in logs[0]
+        with pytest.raises(DataError, match="label must be 0 or 1"):
+            Runner(spec(tiny_model, data=str(data)), tmp_path / "strict", cache,
+                   strict=True).generate()
