@@ -658,7 +658,8 @@ def lmeval_preference_accuracy(model: Any, *, tokenizer: Any = None,
     ``model`` is an ``HFLM``, a model folder or hub id (loaded by ``HFLM`` without a BOS
     token, the official format, and in our backend's dtype unless ``dtype`` is given), or an
     in-memory transformers or PEFT model (``tokenizer`` required): a just-trained adapter is
-    scored without saving it. ``max_length`` overrides lm-eval's context window (it left-truncates longer requests; default: the model config's).
+    scored without saving it. ``max_length`` overrides lm-eval's context window (it
+    left-truncates longer requests; default: the model config's).
     Returns, per domain, what :func:`preference_accuracy` returns, computed from lm-eval's
     per-doc log-likelihoods (``samples``), plus lm-eval's own aggregates ``lmeval_acc`` and
     ``lmeval_acc_norm`` (the same numbers; kept as a check).
