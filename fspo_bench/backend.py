@@ -5,9 +5,12 @@ from __future__ import annotations
 from abc import abstractmethod
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, ClassVar
 
 from fspo_bench.component import Component
+from fspo_bench.errors import FspoBenchError
+from fspo_bench.fingerprint import folder_fingerprint
 from fspo_bench.records import Record
 
 
@@ -60,9 +63,14 @@ class Backend(Component):
     def check(self) -> None:
         """Fail early, with one clear FspoBenchError, if the model cannot be used at all."""
 
-    def adapter_revision(self, adapter: str) -> str | None:
-        """What names an adapter's content in cache keys (None: the path alone)."""
-        return None
+    def adapter_revision(self, adapter: str | None) -> str | None:
+        """The content fingerprint of a local adapter folder, for cache keys (None: no adapter)."""
+        if adapter is None:
+            return None
+        path = Path(adapter).expanduser()
+        if not path.is_dir():
+            raise FspoBenchError(f"cannot load adapter {adapter}: no such folder")
+        return folder_fingerprint(path)
 
     def status(self) -> str:
         """A short live status for progress displays (retries, cost so far); may be empty."""

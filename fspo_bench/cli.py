@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import sys
+from collections.abc import Callable
 from typing import Annotated
 
 import click
@@ -119,11 +120,16 @@ def build_app() -> typer.Typer:
 
 
 def main(argv: list[str] | None = None) -> None:
-    """Console-script entry point: user errors become one line on stderr and a non-zero exit."""
+    """Console-script entry point."""
+    run_app(build_app, argv, "fspo-bench")
+
+
+def run_app(make_app: Callable[[], typer.Typer], argv: list[str] | None, prog_name: str) -> None:
+    """Run a typer app: user errors become one line on stderr and a non-zero exit code."""
     try:
         check_litellm_version()  # refuse to start beside a known-bad litellm release
-        command = typer.main.get_command(build_app())
-        code = command.main(args=argv, prog_name="fspo-bench", standalone_mode=False)
+        command = typer.main.get_command(make_app())
+        code = command.main(args=argv, prog_name=prog_name, standalone_mode=False)
     except FspoBenchError as exc:
         typer.echo(f"fspo-bench: error: {exc}", err=True)
         sys.exit(exc.exit_code)

@@ -16,7 +16,8 @@ torch = pytest.importorskip("torch")
 pytest.importorskip("transformers")
 
 from fspo_bench import FspoBenchError, GenerationParams, GenerationRequest  # noqa: E402
-from fspo_bench.backends.hf import HFBackend, folder_fingerprint  # noqa: E402
+from fspo_bench.backends.hf import HFBackend  # noqa: E402
+from fspo_bench.fingerprint import folder_fingerprint  # noqa: E402
 from tests.tiny_model import build_lora_adapter, build_tiny_model  # noqa: E402
 
 PROMPTS = [
@@ -124,7 +125,7 @@ def test_tiny_model_is_the_same_every_time(tiny_model_dir: Path, tmp_path: Path)
     # Another process too (the tokenizer trainer's hash maps are seeded per process).
     code = (
         "import sys; from tests.tiny_model import build_tiny_model; "
-        "from fspo_bench.backends.hf import folder_fingerprint; "
+        "from fspo_bench.fingerprint import folder_fingerprint; "
         "print(folder_fingerprint(build_tiny_model(sys.argv[1])))"
     )
     root = Path(__file__).resolve().parents[1]

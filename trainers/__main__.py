@@ -7,29 +7,20 @@ fspo_bench.trainers --method fspo --domain elix --model ...`` trains on every pr
 
 from __future__ import annotations
 
-import sys
-
-import click
 import typer
 
-from fspo_bench.errors import FspoBenchError
+from fspo_bench.cli import run_app
 from fspo_bench.trainers.cli import add_train_command
 
 
-def main(argv: list[str] | None = None) -> None:
+def _app() -> typer.Typer:
     app = typer.Typer(add_completion=False, pretty_exceptions_enable=False)
     add_train_command(app, "train")
-    command = typer.main.get_command(app)
-    try:
-        code = command.main(args=argv, prog_name="python -m fspo_bench.trainers",
-                            standalone_mode=False)
-    except FspoBenchError as exc:
-        typer.echo(f"fspo-bench: error: {exc}", err=True)
-        sys.exit(exc.exit_code)
-    except click.ClickException as exc:
-        exc.show()
-        sys.exit(exc.exit_code)
-    sys.exit(code if isinstance(code, int) else 0)
+    return app
+
+
+def main(argv: list[str] | None = None) -> None:
+    run_app(_app, argv, "python -m fspo_bench.trainers")
 
 
 if __name__ == "__main__":

@@ -105,7 +105,7 @@ class VLLMBackend(Backend):
         return path.resolve() if path.is_dir() else None
 
     def identity(self) -> dict[str, Any]:
-        from fspo_bench.backends.hf import folder_fingerprint
+        from fspo_bench.fingerprint import folder_fingerprint
 
         folder = self._local_folder()
         return {
@@ -114,16 +114,6 @@ class VLLMBackend(Backend):
             "revision": folder_fingerprint(folder) if folder else self.revision,
             "dtype": str(self.llm_options.get("dtype", "auto")),
         }
-
-    def adapter_revision(self, adapter: str | None) -> str | None:
-        if adapter is None:
-            return None
-        from fspo_bench.backends.hf import folder_fingerprint
-
-        path = Path(adapter).expanduser()
-        if not path.is_dir():
-            raise FspoBenchError(f"cannot load adapter {adapter}: no such folder")
-        return folder_fingerprint(path)
 
     # ----------------------------------------------------------------- engine
 
