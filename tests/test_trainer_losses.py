@@ -150,3 +150,20 @@ def test_too_long_examples_are_counted_not_truncated(tiny):
     assert too_long and len(items) + len(too_long) == len(EXAMPLES)
     assert all(item.longest <= 30 for item in items)
     assert all(len(c) >= 2 for item in items for c in item.completions)
+
+
+def test_train_step_benchmark_runs_and_prints_the_ratio_last():
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    result = subprocess.run(
+        [sys.executable, str(root / "benchmarks" / "train_step.py"), "--layers", "1", "--hidden",
+         "64", "--vocab", "256", "--prompt", "40", "--completion", "4", "--steps", "1"],
+        capture_output=True, text=True, cwd=root, env={**os.environ, "PYTHONPATH": str(root)})
+    assert result.returncode == 0, result.stderr[-2000:]
+    lines = result.stdout.strip().splitlines()
+    assert lines[-1].startswith("speed-up packed / naive: ") and lines[-1].endswith("x")
+    assert any(line.startswith("losses equal to") for line in lines)
