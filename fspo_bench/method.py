@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from abc import abstractmethod
+from pathlib import Path
 from typing import ClassVar
 
 from fspo_bench.backend import GenerationParams, GenerationRequest
@@ -22,11 +23,14 @@ class Method(Component):
     """A personalization method. Subclasses implement :meth:`build_request`.
 
     ``needs_checkpoint`` methods run a trained checkpoint (passed as ``checkpoint``) on top of
-    the backend's model; the others run the model as it is.
+    the backend's model; the others run the model as it is. ``shipped_checkpoints`` is a folder
+    of checkpoints the plugin ships for the embedded model, one subfolder per domain, served
+    when a run on the embedded model names no checkpoint.
     """
 
     kind: ClassVar[str] = "method"
     needs_checkpoint: ClassVar[bool] = False
+    shipped_checkpoints: ClassVar[Path | None] = None
 
     def __init__(self, checkpoint: str | None = None) -> None:
         self.checkpoint = checkpoint
@@ -38,6 +42,15 @@ class Method(Component):
     def parse(self, raw: str) -> ParsedGeneration:
         """Strip prompt-format headers from the model's text (and pull out a RAT description)."""
         return parse_generation(raw)
+
+
+def checkpoint_for(checkpoint: str | None, domain: str) -> str | None:
+    """The checkpoint to serve on ``domain``: ``checkpoint/domain`` when that folder exists (a
+    folder of per-domain checkpoints, as plugins ship), else ``checkpoint`` itself."""
+    if checkpoint is None:
+        return None
+    per_domain = Path(checkpoint).expanduser() / domain
+    return str(per_domain) if per_domain.is_dir() else checkpoint
 
 
 class OfficialPromptMethod(Method):

@@ -140,7 +140,8 @@ def make_doc(domain: str, pref: Preference, shots: Sequence[Preference], *,
     }
 
 
-def _shots(data: DomainData, pref: Preference, n: int, seed: int) -> list[Preference]:
+def shots_for(data: DomainData, pref: Preference, n: int, seed: int) -> list[Preference]:
+    """The ``n`` shots of a pair's user, drawn as generation runs draw them."""
     return sample_shots(data.shot_pool(pref.user_id), n, seed=seed, user_id=pref.user_id,
                         question_id=pref.question_id, exclude_question_ids=data.eval_questions)
 
@@ -152,7 +153,7 @@ def build_docs(data: DomainData, *, shots: int | None = None, seed: int = 0,
     prefs = ordered_preferences(data, seed)
     if limit is not None:
         prefs = prefs[:max(limit, 0)]
-    return [make_doc(data.domain, p, _shots(data, p, n, seed)) for p in prefs]
+    return [make_doc(data.domain, p, shots_for(data, p, n, seed)) for p in prefs]
 
 
 def request_pairs(doc: Mapping[str, Any]) -> list[tuple[str, str]]:
@@ -393,7 +394,7 @@ def curve_docs(data: DomainData, *, max_shots: int | None = None, seed: int = 0,
         prefs = prefs[:max(limit, 0)]
     docs = []
     for p in prefs:
-        full = _shots(data, p, n, seed)
+        full = shots_for(data, p, n, seed)
         other, other_shots = (_other_user(data, p, n, seed) if "other_user" in variants
                               else ("", []))
         for k in range(n + 1):

@@ -16,7 +16,8 @@ from typing import Annotated, Any, Optional
 
 import typer
 
-EMBEDDED = "embedded"
+from fspo_bench.embedded import EMBEDDED
+
 ENGINES = ("lm-eval", "backend")
 JSON_NAME, SAMPLES_NAME = "prefacc.json", "prefacc_samples.jsonl"
 CURVE_CSV, CURVE_PNG = "prefacc_curve.csv", "prefacc_curve.png"

@@ -157,6 +157,8 @@ class RunSpec(Record):
     generation: dict[str, Any] = field(default_factory=dict)
     backend_options: dict[str, Any] = field(default_factory=dict)
     judge_options: dict[str, Any] = field(default_factory=dict)
+    #: Held-out pairs per domain scored for the method's preference accuracy (0: none).
+    prefacc: int = 0
 
     def config_hash(self) -> str:
         from fspo_bench.hashing import stable_hash

@@ -10,7 +10,7 @@ import typer
 
 from fspo_bench import plugins
 from fspo_bench.cache import ResponseCache, default_cache_path
-from fspo_bench.embedded import EMBEDDED_GENERATION_DEFAULTS
+from fspo_bench.embedded import EMBEDDED, EMBEDDED_GENERATION_DEFAULTS, EMBEDDED_RUN_DEFAULTS
 from fspo_bench.errors import FspoBenchError
 from fspo_bench.options import parse_options
 from fspo_bench.records import RunResult, RunSpec
@@ -18,7 +18,6 @@ from fspo_bench.rundir import read_judgments
 from fspo_bench.runner import Runner, load_runner, plan
 from fspo_bench.stats import outcome, paired_difference, query_scores
 
-EMBEDDED = "embedded"
 JudgeOptions = Annotated[Optional[list[str]], typer.Option(  # noqa: UP045
     help="KEY=VALUE option for the judge (repeatable), e.g. api_base=http://127.0.0.1:8000/v1.")]
 CacheOption = Annotated[Optional[Path], typer.Option(  # noqa: UP045
@@ -40,15 +39,35 @@ def print_result(result: RunResult, out: Path) -> None:
         typer.echo(f"  {r.domain:<10} winrate {_format(r.winrate):>5} "
                    f"[{_format(r.ci_low)}, {_format(r.ci_high)}]  "
                    f"W/L/T {r.n_wins}/{r.n_losses}/{r.n_ties}  invalid {r.n_invalid}  "
-                   f"queries {r.extra['n_queries']}")
+                   f"queries {r.extra['n_queries']}" + _prefacc_text(r.extra))
 
 
-def _methods(requested: list[str], reference: str) -> list[str]:
-    if requested == ["all"]:
-        return [m for m in plugins.names("method") if m != reference]
-    for name in requested:
-        plugins.get("method", name)
-    return requested
+def _prefacc_text(extra: dict) -> str:
+    if extra.get("prefacc") is None:
+        return ""
+    low, high = (_format(None if extra[k] is None else 100 * extra[k])
+                 for k in ("prefacc_ci_low", "prefacc_ci_high"))
+    return f"  prefacc {100 * extra['prefacc']:.1f} [{low}, {high}] on {extra['prefacc_n']} pairs"
+
+
+def _methods(requested: list[str], model: str, checkpoint: str | None) -> list[str]:
+    """The methods to run: as named, or with ``all`` every registered method that can run
+    (those that need a checkpoint only where their plugin ships one for the model)."""
+    if requested != ["all"]:
+        for name in requested:
+            plugins.get("method", name)
+        return requested
+    if checkpoint:
+        raise FspoBenchError("--checkpoint serves one method: name it with --method, not 'all'")
+    names = []
+    for name in plugins.names("method"):
+        cls = plugins.get("method", name)
+        if cls.needs_checkpoint and not (model == EMBEDDED and cls.shipped_checkpoints):
+            typer.echo(f"fspo-bench: skipping {name}: it needs a trained checkpoint "
+                       f"(--method {name} --checkpoint DIR)", err=True)
+            continue
+        names.append(name)
+    return names
 
 
 def add_run_commands(app: typer.Typer) -> None:
@@ -70,9 +89,14 @@ def add_run_commands(app: typer.Typer) -> None:
         reference: Annotated[str, typer.Option(help="Reference method.")] = "base",
         data: Annotated[str, typer.Option(help="builtin, hub, or a file path.")] = "builtin",
         shots: Annotated[Optional[int], typer.Option(  # noqa: UP045
-            help="Shots per query [default: the domain's].")] = None,
+            help="Shots per query [default: 2 on the embedded model, else the domain's].")
+        ] = None,
         limit: Annotated[Optional[int], typer.Option(  # noqa: UP045
-            help="Queries per domain (a seeded sample).")] = None,
+            help="Queries per domain, a seeded sample [default: 8 on the embedded model, "
+                 "else all].")] = None,
+        prefacc: Annotated[Optional[int], typer.Option(  # noqa: UP045
+            help="Held-out pairs per domain scored for preference accuracy, 0 = none "
+                 "[default: 48 on the embedded model, else 0].")] = None,
         seed: Annotated[int, typer.Option(help="Seed for shots, sampling and bootstrap.")] = 0,
         checkpoint: Annotated[Optional[str], typer.Option(  # noqa: UP045
             help="Trained checkpoint for methods that need one.")] = None,
@@ -81,7 +105,8 @@ def add_run_commands(app: typer.Typer) -> None:
         repetition_penalty: Annotated[Optional[float], typer.Option(  # noqa: UP045
             help="[default: 1.2 for the embedded model, else 1.0]")] = None,
         out: Annotated[Optional[Path], typer.Option(  # noqa: UP045
-            help="Run directory [default: runs/METHOD-CONFIGHASH]")] = None,
+            help="Run directory; with several methods, the folder of their run directories, "
+                 "one per method [default: runs/METHOD-CONFIGHASH]")] = None,
         cache: CacheOption = None,
         strict: Annotated[bool, typer.Option(
             "--strict", help="Fail on any bad data row instead of skipping it.")] = False,
@@ -92,6 +117,9 @@ def add_run_commands(app: typer.Typer) -> None:
     ) -> None:
         """Generate for held-out users, judge against the reference in both orders, score."""
         started = time.monotonic()
+        if model == EMBEDDED:
+            shots, limit, prefacc = (EMBEDDED_RUN_DEFAULTS[k] if v is None else v for k, v in
+                                     (("shots", shots), ("limit", limit), ("prefacc", prefacc)))
         domains = domain or plugins.names("domain")
         for name in domains:
             plugins.get("domain", name)
@@ -102,15 +130,18 @@ def add_run_commands(app: typer.Typer) -> None:
                       "repetition_penalty": penalty}
         judge_options = parse_options(judge_option or [])
         backend_options = parse_options(backend_option or [])
+        names = _methods(method, model, checkpoint)
         with _cache(cache) as response_cache:
-            for name in _methods(method, reference):
+            for name in names:
                 spec = RunSpec(method=name, domains=domains, model=model, backend=backend,
                                judge=judge, reference=reference, data=data, shots=shots,
                                limit=limit, seed=seed, checkpoint=checkpoint,
                                generation=generation, judge_options=judge_options,
-                               backend_options=backend_options)
-                run_dir = out if out and len(method) == 1 else Path(
-                    "runs") / f"{name}-{spec.config_hash()}"
+                               backend_options=backend_options, prefacc=prefacc or 0)
+                if out is None:
+                    run_dir = Path("runs") / f"{name}-{spec.config_hash()}"
+                else:
+                    run_dir = out if len(names) == 1 else out / name
                 runner = Runner(spec, run_dir, response_cache, strict=strict)
                 if dry_run or max_cost is not None:
                     estimate = plan(spec, response_cache, strict)

@@ -13,6 +13,7 @@ from fspo_bench.records import Generation, Judgment, Record, RunResult
 
 CONFIG, GENERATIONS, JUDGMENTS, RESULTS = (
     "config.json", "generations.jsonl", "judgments.jsonl", "results.json")
+PREFACC = "preference_accuracy.json"
 R = TypeVar("R", bound=Record)
 
 

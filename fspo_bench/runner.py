@@ -19,15 +19,20 @@ from typing import Any
 from fspo_bench import __version__, plugins
 from fspo_bench.backend import Backend, GenerationParams, GenerationRequest
 from fspo_bench.cache import ResponseCache
+from fspo_bench.dataset import DomainData
+from fspo_bench.embedded import EMBEDDED
 from fspo_bench.errors import FspoBenchError
 from fspo_bench.judge import Comparison, Judge
-from fspo_bench.method import Method
+from fspo_bench.method import Method, checkpoint_for
+from fspo_bench.method_prefacc import method_preference_accuracy
+from fspo_bench.prefacc import LoglikCount
 from fspo_bench.progress import StageProgress
 from fspo_bench.records import DomainResult, Generation, Judgment, Query, RunResult, RunSpec
 from fspo_bench.rundir import (
     CONFIG,
     GENERATIONS,
     JUDGMENTS,
+    PREFACC,
     RESULTS,
     read_generations,
     read_json,
@@ -57,6 +62,18 @@ Progress = Callable[..., None]  # (stage, done, total, status="")
 
 def make_backend(spec: RunSpec) -> Backend:
     return plugins.get("backend", spec.backend)(spec.model, **spec.backend_options)
+
+
+def make_method(spec: RunSpec, name: str, domain: str) -> Method:
+    """Method ``name`` as it runs on ``domain``: the run's method gets the run's checkpoint, or,
+    on the embedded model, the checkpoints its plugin ships; a folder of per-domain
+    checkpoints serves the domain's own (:func:`fspo_bench.method.checkpoint_for`)."""
+    cls = plugins.get("method", name)
+    checkpoint = spec.checkpoint if name == spec.method else None
+    if (checkpoint is None and cls.needs_checkpoint and cls.shipped_checkpoints is not None
+            and spec.model == EMBEDDED):
+        checkpoint = str(cls.shipped_checkpoints)
+    return cls(checkpoint=checkpoint_for(checkpoint, domain))
 
 
 def resolve_judge_name(name: str) -> tuple[str, str | None]:
@@ -191,29 +208,52 @@ class Runner:
         self.log = log or (lambda message: print(f"fspo-bench: {message}", file=sys.stderr))
 
     def run(self) -> RunResult:
-        """All stages: generate, judge, score."""
+        """All stages: generate, judge, preference accuracy, score."""
         self.generate()
         self.judge()
+        self.preference_accuracy()
         return self.score()
 
     def generate(self) -> list[Generation]:
         spec = self.spec
-        method = plugins.get("method", spec.method)(checkpoint=spec.checkpoint)
-        reference = plugins.get("method", spec.reference)()
         backend = make_backend(spec)
         backend.check()
         params = params_of(spec)
         queries = build_queries(spec, strict=self.strict, log=self.log)
-        self._write_config(backend=backend.identity())
+        methods = {(role, domain): make_method(spec, name, domain)
+                   for role, name in (("method", spec.method), ("reference", spec.reference))
+                   for domain in queries}
+        revisions = {domain: backend.adapter_revision(m.checkpoint)
+                     for (role, domain), m in methods.items() if role == "method" and m.checkpoint}
+        self._write_config(backend=backend.identity(), checkpoint_revisions=revisions)
         generations = []
-        for role, m in (("method", method), ("reference", reference)):
-            count = StageCount(f"generate {role} ({m.name})")
+        for role, name in (("method", spec.method), ("reference", spec.reference)):
+            count = StageCount(f"generate {role} ({name})")
             for domain, qs in queries.items():
-                generations += generate(m, role, domain, qs, backend, params, self.cache, count,
-                                        self.progress)
+                generations += generate(methods[role, domain], role, domain, qs, backend, params,
+                                        self.cache, count, self.progress)
             self.log(str(count))
         write_records(self.out / GENERATIONS, generations)
         return generations
+
+    def preference_accuracy(self) -> dict[str, Any]:
+        """The method's preference accuracy on ``spec.prefacc`` held-out pairs per domain
+        (:mod:`fspo_bench.method_prefacc`), written to prefacc.json; nothing when 0."""
+        spec = self.spec
+        if not spec.prefacc:
+            return {}
+        backend = make_backend(spec)
+        count = LoglikCount()
+        report = {}
+        for name, data in load_domains(spec, strict=self.strict).items():
+            result = method_preference_accuracy(
+                make_method(spec, spec.method, name), backend, data, shots=spec.shots,
+                seed=spec.seed, limit=spec.prefacc, params=params_of(spec), cache=self.cache,
+                count=count, progress=self.progress)
+            report[name] = result
+        self.log(f"preference accuracy: {count}")
+        write_json(self.out / PREFACC, report)
+        return report
 
     def judge(self, judge_name: str | None = None,
               judge_options: dict[str, Any] | None = None) -> list[Judgment]:
@@ -250,6 +290,7 @@ class Runner:
                                  [g for g in generations if g.meta["domain"] == domain],
                                  seed=self.spec.seed)
                    for domain in self.spec.domains]
+        results = _with_preference_accuracy(self.out / PREFACC, results)
         results = _keep_attached_columns(self.out / RESULTS, results)
         config = read_json(self.out / CONFIG)
         result = RunResult(self.spec, results, self.spec.config_hash(), __version__,
@@ -270,20 +311,25 @@ class Runner:
         write_json(path, config)
 
 
-def build_queries(spec: RunSpec, *, strict: bool = False,
-                  log: Callable[[str], None] | None = None) -> dict[str, list[Query]]:
-    """Domain name -> the held-out queries of the run (seeded shots, seeded ``limit`` sample).
-
-    Bad rows are skipped and counted in one ``log`` line per domain; ``strict`` makes them fatal.
-    """
-    queries = {}
+def load_domains(spec: RunSpec, *, strict: bool = False,
+                 log: Callable[[str], None] | None = None) -> dict[str, DomainData]:
+    """Domain name -> its data as the run loads it. Bad rows are skipped and counted in one
+    ``log`` line per domain; ``strict`` makes them fatal."""
+    loaded = {}
     for name in spec.domains:
         data = plugins.get("domain", name)().load(spec.data, strict=strict, shots=spec.shots)
         if data.problems and log:
             log(f"{name}: skipped {len(data.problems)} bad row(s) or user(s); first: "
                 f"{data.problems[0]} (--strict to fail)")
-        queries[name] = data.queries(shots=spec.shots, seed=spec.seed, limit=spec.limit)
-    return queries
+        loaded[name] = data
+    return loaded
+
+
+def build_queries(spec: RunSpec, *, strict: bool = False,
+                  log: Callable[[str], None] | None = None) -> dict[str, list[Query]]:
+    """Domain name -> the held-out queries of the run (seeded shots, seeded ``limit`` sample)."""
+    return {name: data.queries(shots=spec.shots, seed=spec.seed, limit=spec.limit)
+            for name, data in load_domains(spec, strict=strict, log=log).items()}
 
 
 @dataclass
@@ -307,13 +353,15 @@ def plan(spec: RunSpec, cache: ResponseCache, strict: bool = False) -> Plan:
     Judgments can only be looked up once both generations of a query are known; until then
     every comparison counts as new (an upper bound).
     """
-    method = plugins.get("method", spec.method)(checkpoint=spec.checkpoint)
-    reference = plugins.get("method", spec.reference)()
     backend, judge = make_backend(spec), make_judge(spec.judge, spec.judge_options)
     params = params_of(spec)
     tagged = [(d, q) for d, qs in build_queries(spec, strict=strict).items() for q in qs]
     queries = [q for _, q in tagged]
-    requests = [m.build_request(q, params) for m in (method, reference) for q in queries]
+    methods = {(name, d): make_method(spec, name, d)
+               for name in (spec.method, spec.reference) for d in spec.domains}
+    method, reference = (methods[name, spec.domains[0]] for name in (spec.method, spec.reference))
+    requests = [methods[name, d].build_request(q, params)
+                for name in (spec.method, spec.reference) for d, q in tagged]
     found = cache.get_many([generation_key(backend, r) for r in requests])
     missing = [r for r, value in zip(requests, found, strict=True) if value is None]
     generations = StageCount("generate", len(requests) - len(missing), len(missing))
@@ -329,6 +377,22 @@ def plan(spec: RunSpec, cache: ResponseCache, strict: bool = False) -> Plan:
         judgments = StageCount("judge", hits, len(comparisons) - hits)
     cost = backend.estimate_cost(missing) + judge.estimate_cost(judgments.new)
     return Plan(spec.method, len(queries), generations, judgments, cost)
+
+
+def _with_preference_accuracy(path: Path, results: list[DomainResult]) -> list[DomainResult]:
+    """Results with ``prefacc`` (0-1), its 95% interval and ``prefacc_n`` (pairs) in ``extra``,
+    from the run's preference_accuracy.json when the run has one."""
+    if not path.exists():
+        return results
+    report = read_json(path)
+    out = []
+    for r in results:
+        p = report.get(r.domain)
+        if p is not None:
+            r = replace(r, extra={**r.extra, "prefacc": p["acc"], "prefacc_ci_low": p["acc_ci_low"],
+                                  "prefacc_ci_high": p["acc_ci_high"], "prefacc_n": p["n_docs"]})
+        out.append(r)
+    return out
 
 
 def _keep_attached_columns(path: Path, results: list[DomainResult]) -> list[DomainResult]:

@@ -13,7 +13,7 @@ from typing import Annotated, Any, Optional
 
 import typer
 
-EMBEDDED = "embedded"
+from fspo_bench.embedded import EMBEDDED
 
 
 def _models(value: str) -> list[str]:

@@ -74,11 +74,16 @@ class _CheckedCheckpointMethod(OfficialPromptMethod):
         return super().build_request(query, params)
 
 
+SHIPPED = Path(__file__).parent / "adapters" / "embedded"
+
+
 class FSPOMethod(_CheckedCheckpointMethod):
     name = "fspo"
+    shipped_checkpoints = SHIPPED / "fspo"
     description = (
         "FSPO: the official few-shot prompt on a checkpoint trained with few-shot preference "
-        "optimization (fspo-bench train --method fspo; --checkpoint)."
+        "optimization (fspo-bench train --method fspo; --checkpoint; adapters ship for the "
+        "embedded model)."
     )
 
 
@@ -86,6 +91,8 @@ class FSPORATMethod(_CheckedCheckpointMethod):
     name = "fspo-rat"
     description = (
         "FSPO + RAT: the model first writes a user description inferred from the shots, then "
-        "the answer (fspo-bench train --method fspo-rat; --checkpoint)."
+        "the answer (fspo-bench train --method fspo-rat; --checkpoint; adapters ship for the "
+        "embedded model)."
     )
     rat = True
+    shipped_checkpoints = SHIPPED / "fspo-rat"

@@ -19,7 +19,7 @@ given explicitly (command-line flags or keyword arguments): explicit beats prese
     LoRA (r 8 on the attention query and value projections of the last 8 of SmolLM2's 30
     layers, so the backward pass stops there) on the embedded SmolLM2-135M on 2 CPU cores:
     2 shots (short prompts), a 768-token context (longer examples skipped and counted),
-    micro-batch 1, AdamW 5e-4 with 10 warm-up steps, IPO beta 0.1, 150 steps, 32 held-out
+    micro-batch 1, AdamW 5e-4 with 10 warm-up steps, IPO beta 0.1, 100 steps, 32 held-out
     pairs. Even so a step costs seconds on 2 cores (timings in the trainers README).
 """
 
@@ -67,7 +67,7 @@ PRESETS: dict[str, dict[str, Any]] = {
         "lr": 5e-4,
         "loss": "ipo",
         "beta": 0.1,
-        "steps": 150,
+        "steps": 100,
         "batch_size": 1,
         "grad_accum": 1,
         "global_batch": None,

@@ -62,11 +62,11 @@ from pathlib import Path
 from typing import Any
 
 from fspo_bench.backend import Backend, GenerationParams, GenerationRequest
+from fspo_bench.embedded import EMBEDDED
 from fspo_bench.errors import FspoBenchError
 from fspo_bench.fingerprint import folder_fingerprint
 from fspo_bench.hashing import stable_hash
 
-EMBEDDED = "embedded"
 PICKLE_SUFFIXES = (".bin", ".pt", ".pkl", ".pth")
 DTYPES = {
     "auto": "auto",
