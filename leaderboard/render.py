@@ -65,8 +65,26 @@ def _day(value: Any) -> str:
     return _text(value)[:10]
 
 
+#: A run's preference accuracy (``--prefacc``) shows as one column, in percent with its interval.
+PREFACC_KEYS = ("prefacc", "prefacc_ci_low", "prefacc_ci_high", "prefacc_n")
+PREFACC_HEADER = "pref. acc. [95% CI]"
+
+
 def extra_columns(df) -> list[str]:
-    return [c for c in df.columns if c not in LEAD_COLUMNS and c not in TAIL_COLUMNS]
+    return [c for c in df.columns
+            if c not in LEAD_COLUMNS and c not in TAIL_COLUMNS and c not in PREFACC_KEYS]
+
+
+def _percent(value: Any) -> float | None:
+    number = _num(value)
+    return None if number is None else 100 * number
+
+
+def prefacc_text(row: dict[str, Any]) -> str:
+    """``61.5 [52.1, 70.8]`` (percent) or empty when the run did not measure it."""
+    if _num(row.get("prefacc")) is None:
+        return ""
+    return winrate_text(*(_percent(row.get(k)) for k in PREFACC_KEYS[:3]))
 
 
 def display_rows(df) -> list[dict[str, Any]]:
@@ -97,6 +115,7 @@ def display_rows(df) -> list[dict[str, Any]]:
             "mean_length": _fmt(row["mean_length"]),
             "n_queries": _count(row["n_queries"]),
             "n_users": _count(row["n_users"]),
+            "prefacc_text": prefacc_text(row),
             "extras": {k: _fmt(row[k], 3) for k in extras},
             "config_hash": _text(row["config_hash"]),
             "package_version": _text(row["package_version"]),
@@ -120,6 +139,7 @@ def markdown(df, title: str) -> str:
     extras = extra_columns(df)
     with_paper = any(r["source"] == "paper" for r in rows)
     with_subset = any(r["subset"] for r in rows)
+    with_prefacc = any(r["prefacc_text"] for r in rows)
     table = []
     for r in rows:
         item: dict[str, str] = {}
@@ -136,6 +156,8 @@ def markdown(df, title: str) -> str:
             "LC winrate": r["length_controlled_winrate"], "mean length": r["mean_length"],
             "queries": r["n_queries"], "users": r["n_users"],
         })
+        if with_prefacc:
+            item[PREFACC_HEADER] = r["prefacc_text"]
         item.update(r["extras"])
         item.update({"config": r["config_hash"], "version": r["package_version"],
                      "date": r["date"]})
@@ -150,6 +172,11 @@ def markdown(df, title: str) -> str:
         notes.append("Rows with source `paper` are the published numbers of the FSPO paper "
                      "(Llama-3.2-3B); they were judged by a different judge and prompt, so "
                      "compare them with care.")
+    if with_prefacc:
+        notes.append(f"{PREFACC_HEADER}: % of held-out labelled pairs on which the method, "
+                     "prompted as it generates, gives the user's chosen response a higher "
+                     "summed log-probability than the rejected one (no judge; 95% CI from a "
+                     "bootstrap that resamples users; docs/runs.md).")
     if extras:
         notes.append("Extra metric columns: " + ", ".join(f"`{e}`" for e in extras) + ".")
     return f"# {_md_cell(title)}\n\n{body}\n\n" + "\n\n".join(notes) + "\n"
@@ -288,6 +315,8 @@ def html(df, sample_sets: list[dict[str, Any]], *, title: str, generated: str,
         generator=f"fspo-bench {__version__}",
         domains=domains,
         extras=extras,
+        with_prefacc=any(r["prefacc_text"] for r in rows),
+        prefacc_header=PREFACC_HEADER,
         sample_sets=sample_sets,
         max_samples=max_samples,
         n_runs=len({r["run_dir"] for r in rows if r["source"] == "run"}),
