@@ -1,4 +1,4 @@
-"""The six top-level folders install as fspo_bench.* and nothing else becomes a top-level name."""
+"""The seven top-level folders install as fspo_bench.* and nothing else becomes a top-level name."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ import pytest
 tomllib = pytest.importorskip("tomllib")  # Python 3.11+
 
 ROOT = Path(__file__).resolve().parents[1]
-MAPPED = ("tasks", "judges", "baselines", "trainers", "leaderboard")
+MAPPED = ("tasks", "judges", "baselines", "trainers", "leaderboard", "study")
 
 
 def pyproject() -> dict:

@@ -7,6 +7,9 @@
 # metrics.jsonl; resumable checkpoints and cached reference log-probs are deleted once a
 # training run is complete. Run from the repository root:  bash trainers/retrain_embedded.sh
 # Optional arguments restrict it, e.g.  bash trainers/retrain_embedded.sh fspo elix
+# On 2 cores, two single-threaded runs at once beat one two-threaded run, e.g.
+#   OMP_NUM_THREADS=1 bash trainers/retrain_embedded.sh "fspo preft" &
+#   OMP_NUM_THREADS=1 bash trainers/retrain_embedded.sh fspo-rat
 set -euo pipefail
 cd "$(dirname "$0")/.."
 methods=${1:-"fspo preft fspo-rat"}
