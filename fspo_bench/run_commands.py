@@ -96,7 +96,7 @@ def add_run_commands(app: typer.Typer) -> None:
                  "else all].")] = None,
         prefacc: Annotated[Optional[int], typer.Option(  # noqa: UP045
             help="Held-out pairs per domain scored for preference accuracy, 0 = none "
-                 "[default: 48 on the embedded model, else 0].")] = None,
+                 "[default: 32 on the embedded model, else 0].")] = None,
         seed: Annotated[int, typer.Option(help="Seed for shots, sampling and bootstrap.")] = 0,
         checkpoint: Annotated[Optional[str], typer.Option(  # noqa: UP045
             help="Trained checkpoint for methods that need one.")] = None,
