@@ -17,9 +17,33 @@ PREFACC = "preference_accuracy.json"
 R = TypeVar("R", bound=Record)
 
 
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def remove_stale_temporaries(path: Path) -> None:
+    """Remove the temporary files of ``path`` that writers killed mid-write left behind (their
+    process is gone); POSIX only, where signal 0 probes a process without touching it."""
+    if os.name != "posix":
+        return
+    for tmp in path.parent.glob(f".{path.name}.tmp-*"):
+        pid = tmp.name.rsplit("-", 1)[-1]
+        if pid.isdigit() and not _alive(int(pid)):
+            tmp.unlink(missing_ok=True)
+
+
 def _atomic_write(path: Path, text: str) -> None:
+    """Write a temporary file next to ``path`` and rename it into place: a reader sees the old
+    file or the new one, never half of one."""
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
+        remove_stale_temporaries(path)
         tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
         tmp.write_text(text, encoding="utf-8")
         tmp.replace(path)

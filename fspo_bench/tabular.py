@@ -19,6 +19,9 @@ from fspo_bench.hashing import stable_hash
 from fspo_bench.records import Preference, User, Verdict
 
 MAX_PROBLEMS_SHOWN = 20
+#: Longest text a row may hold (characters): far above any real preference, small enough that a
+#: runaway or hostile row cannot blow up every prompt it would be a shot of.
+MAX_TEXT_CHARS = 1_000_000
 
 
 class RowError(ValueError):
@@ -133,6 +136,9 @@ class TabularDomain(Domain):
                 raise RowError(column, f"expected text, got {type(value).__name__}")
             if not value.strip():
                 raise RowError(column, "empty text")
+            if len(value) > MAX_TEXT_CHARS:
+                raise RowError(column, f"text of {len(value):,} characters; at most "
+                                       f"{MAX_TEXT_CHARS:,} are allowed")
         return self.convert(row)
 
 

@@ -2,8 +2,9 @@
 
 Two methods (``fewshot``, ``fspo``) x two domains (``elix``, ``reviews``), three users per domain
 and two held-out questions per user, written with the real record classes and their ``to_json``.
-The verdicts are planted so that every statistic is known exactly; one method generation carries
-HTML/JS payloads that must never run in the leaderboard page.
+The verdicts are planted so that every statistic is known exactly; one method generation, one judge
+answer and one user description carry HTML/JS payloads that must never run in the leaderboard
+page.
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ from fspo_bench.stats import cluster_bootstrap
 SCRIPT_PAYLOAD = "<script>window.__pwned = 1</script>"
 IMG_PAYLOAD = '<img src=x onerror="window.__pwned=2">'
 JUDGE_PAYLOAD = "</pre></details><script>window.__pwned = 3</script>"
+USER_PAYLOAD = '<svg onload="window.__pwned=4"></svg>'
 
 MODEL = "HuggingFaceTB/SmolLM2-135M-Instruct"
 JUDGE_MODEL = "gpt-4o-2024-08-06"
@@ -47,7 +49,8 @@ USERS = {
     "reviews": [
         ("reviews-concise-1", "This user prefers concise reviews."),
         ("reviews-positive-4", "This user prefers positive reviews."),
-        ("reviews-negative-and-verbose-2", "This user prefers negative and verbose reviews."),
+        ("reviews-negative-and-verbose-2",
+         f"This user prefers negative and verbose reviews. {USER_PAYLOAD}"),
     ],
 }
 QUESTIONS = {

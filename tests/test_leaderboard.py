@@ -23,6 +23,7 @@ from tests.run_fixtures import (
     JUDGE_PAYLOAD,
     SCRIPT_PAYLOAD,
     TEMPLATE_HASH,
+    USER_PAYLOAD,
     run_cli,
     write_runs,
 )
@@ -236,7 +237,8 @@ def test_payloads_appear_only_escaped(built):
     assert "&lt;script&gt;window.__pwned = 1&lt;/script&gt;" in page
     assert "&lt;img src=x onerror=&#34;window.__pwned=2&#34;&gt;" in page
     assert "&lt;/pre&gt;&lt;/details&gt;&lt;script&gt;window.__pwned = 3" in page
-    for payload in (SCRIPT_PAYLOAD, IMG_PAYLOAD, JUDGE_PAYLOAD):
+    assert "&lt;svg onload=&#34;window.__pwned=4&#34;&gt;" in page
+    for payload in (SCRIPT_PAYLOAD, IMG_PAYLOAD, JUDGE_PAYLOAD, USER_PAYLOAD):
         assert payload not in page
     assert "<script" not in page.lower()
     assert "onerror=" not in page.replace("onerror=&#34;", "")

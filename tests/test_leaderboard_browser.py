@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.run_fixtures import SCRIPT_PAYLOAD, run_cli, write_runs
+from tests.run_fixtures import SCRIPT_PAYLOAD, USER_PAYLOAD, run_cli, write_runs
 
 CHROMIUM = Path("/usr/bin/chromium")
 FLAGS = [
@@ -90,8 +90,11 @@ def test_no_planted_script_runs_and_payload_shows_as_text(browser_page, tmp_path
     page.wait_for_timeout(300)
     assert page.evaluate("typeof window.__pwned") == "undefined"
     assert page.evaluate("document.scripts.length") == 0
-    assert page.evaluate("document.querySelectorAll('[onerror]').length") == 0
-    assert SCRIPT_PAYLOAD in page.inner_text("#samples")
+    assert page.evaluate("document.querySelectorAll('[onerror], [onload], svg').length") == 0
+    samples = page.inner_text("#samples")
+    assert SCRIPT_PAYLOAD in samples and USER_PAYLOAD in samples
+    print("\n[html] planted <script>, onerror= and onload= payloads in model, judge and user "
+          "text: window.__pwned undefined, 0 scripts, shown as text")
     external = [url for url in requests if not url.startswith(("file:", "data:"))]
     assert external == []
     screenshot = tmp_path / "leaderboard.png"

@@ -1,8 +1,8 @@
 """The litellm backend against real HTTP servers on loopback (offline, fast).
 
-A scripted stdlib server plays the faults (500, 429 with Retry-After, a hang past the timeout, a
-dropped connection, 401 echoing the key) so retries, timeouts, concurrency and secret scrubbing
-are checked end to end through litellm and the OpenAI client.
+A scripted stdlib server (tests/fault_server.py) plays the faults (500, 429 with Retry-After, a
+hang past the timeout, a dropped connection, 401 echoing the key) so retries, timeouts,
+concurrency and secret scrubbing are checked end to end through litellm and the OpenAI client.
 """
 
 from __future__ import annotations
@@ -13,11 +13,9 @@ import random
 import socket
 import subprocess
 import sys
-import threading
 import time
 import traceback
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
@@ -30,6 +28,8 @@ from fspo_bench.backends.litellm_backend import (
     request_seed,
     retry_after_seconds,
 )
+
+from .fault_server import FaultServer
 
 PLANTED_KEY = "sk-test-PLANTED-1234"
 
@@ -123,103 +123,6 @@ def test_identity_names_backend_model_and_api_base_only():
 # --------------------------------------------------------------------------- a scripted server
 
 
-class ScriptedServer:
-    """An OpenAI-compatible chat endpoint on loopback that plays a script of faults.
-
-    Each request takes the next action from ``script`` ("ok" once it is empty): "500", "401",
-    "400", "429" (with ``Retry-After: 0``), "hang" (answers only after the client gave up),
-    "close" (drops the connection without an answer). "ok" answers ``ok:<last message>``
-    after ``delay`` seconds. It counts requests and the most requests in flight at once.
-    """
-
-    def __init__(self, script=(), delay: float = 0.0):
-        self.script = list(script)
-        self.delay = delay
-        self.bodies: list[dict] = []
-        self.in_flight = 0
-        self.max_in_flight = 0
-        self.lock = threading.Lock()
-        self.release = threading.Event()
-        outer = self
-
-        class Handler(BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"
-
-            def log_message(self, *args):
-                pass
-
-            def do_POST(self):
-                body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
-                with outer.lock:
-                    outer.bodies.append(body)
-                    action = outer.script.pop(0) if outer.script else "ok"
-                    outer.in_flight += 1
-                    outer.max_in_flight = max(outer.max_in_flight, outer.in_flight)
-                try:
-                    outer.act(self, action, body)
-                finally:
-                    with outer.lock:
-                        outer.in_flight -= 1
-
-        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.httpd.daemon_threads = True
-        self.thread = threading.Thread(target=self.httpd.serve_forever, args=(0.05,), daemon=True)
-        self.thread.start()
-
-    @property
-    def api_base(self) -> str:
-        return f"http://127.0.0.1:{self.httpd.server_address[1]}/v1"
-
-    @property
-    def hits(self) -> int:
-        return len(self.bodies)
-
-    def act(self, handler: BaseHTTPRequestHandler, action: str, body: dict) -> None:
-        if action == "close":
-            handler.close_connection = True
-            handler.connection.shutdown(socket.SHUT_RDWR)
-            return
-        if action == "hang":
-            self.release.wait(5)  # the client times out long before
-            handler.close_connection = True
-            return
-        headers = {}
-        if action == "ok":
-            time.sleep(self.delay)
-            status = 200
-            payload = {
-                "id": "chatcmpl-test", "object": "chat.completion", "created": 1,
-                "model": body["model"],
-                "choices": [{"index": 0, "finish_reason": "stop", "message": {
-                    "role": "assistant", "content": "ok:" + body["messages"][-1]["content"]}}],
-                "usage": {"prompt_tokens": 3, "completion_tokens": 2, "total_tokens": 5},
-            }
-        else:
-            status = int(action)
-            # A careless server echoing the bearer token it received.
-            auth = handler.headers.get("Authorization", "")
-            payload = {"error": {"message": f"error {status}; you sent {auth}",
-                                 "type": "test_error", "param": None, "code": None}}
-            if status == 429:
-                headers["Retry-After"] = "0"
-        data = json.dumps(payload).encode()
-        handler.send_response(status)
-        for name, value in headers.items():
-            handler.send_header(name, value)
-        handler.send_header("Content-Type", "application/json")
-        handler.send_header("Content-Length", str(len(data)))
-        handler.end_headers()
-        try:
-            handler.wfile.write(data)
-        except OSError:
-            pass
-
-    def close(self) -> None:
-        self.release.set()
-        self.httpd.shutdown()
-        self.httpd.server_close()
-
-
 @pytest.fixture
 def litellm_env(monkeypatch):
     pytest.importorskip("litellm")
@@ -230,8 +133,8 @@ def litellm_env(monkeypatch):
 def scripted(litellm_env) -> Iterator[callable]:
     servers = []
 
-    def start(script=(), delay: float = 0.0) -> ScriptedServer:
-        server = ScriptedServer(script, delay)
+    def start(script=(), delay: float = 0.0) -> FaultServer:
+        server = FaultServer(script, delay)
         servers.append(server)
         return server
 
@@ -240,7 +143,7 @@ def scripted(litellm_env) -> Iterator[callable]:
         server.close()
 
 
-def backend_for(server: ScriptedServer, **options) -> LiteLLMBackend:
+def backend_for(server: FaultServer, **options) -> LiteLLMBackend:
     options.setdefault("timeout", 0.5)
     options.setdefault("backoff", 0.01)
     return LiteLLMBackend("openai/test-model", api_base=server.api_base, **options)
