@@ -380,8 +380,9 @@ def plan(spec: RunSpec, cache: ResponseCache, strict: bool = False) -> Plan:
 
 
 def _with_preference_accuracy(path: Path, results: list[DomainResult]) -> list[DomainResult]:
-    """Results with ``prefacc`` (0-1), its 95% interval and ``prefacc_n`` (pairs) in ``extra``,
-    from the run's preference_accuracy.json when the run has one."""
+    """Results with ``prefacc`` (0-1), its 95% interval, ``prefacc_n`` (pairs) and
+    ``prefacc_norm`` (the same with log-probabilities per character) in ``extra``, from the
+    run's preference_accuracy.json when the run has one."""
     if not path.exists():
         return results
     report = read_json(path)
@@ -390,7 +391,8 @@ def _with_preference_accuracy(path: Path, results: list[DomainResult]) -> list[D
         p = report.get(r.domain)
         if p is not None:
             r = replace(r, extra={**r.extra, "prefacc": p["acc"], "prefacc_ci_low": p["acc_ci_low"],
-                                  "prefacc_ci_high": p["acc_ci_high"], "prefacc_n": p["n_docs"]})
+                                  "prefacc_ci_high": p["acc_ci_high"], "prefacc_n": p["n_docs"],
+                                  "prefacc_norm": p["acc_norm"]})
         out.append(r)
     return out
 

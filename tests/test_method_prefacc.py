@@ -86,6 +86,7 @@ def test_a_run_reports_preference_accuracy_and_re_runs_from_the_cache(tiny_model
     report = json.loads((tmp_path / "run" / "preference_accuracy.json").read_text())
     assert extra["prefacc_n"] == 5 == report["elix"]["n_docs"]
     assert extra["prefacc"] == report["elix"]["acc"]
+    assert extra["prefacc_norm"] == report["elix"]["acc_norm"]
     saved = json.loads((tmp_path / "run" / "results.json").read_text())
     assert saved["results"][0]["extra"]["prefacc"] == extra["prefacc"]
 
