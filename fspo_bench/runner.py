@@ -12,6 +12,7 @@ import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime, timezone
+from functools import cached_property
 from importlib import metadata
 from pathlib import Path
 from typing import Any
@@ -214,9 +215,14 @@ class Runner:
         self.preference_accuracy()
         return self.score()
 
+    @cached_property
+    def backend(self) -> Backend:
+        """The run's backend, made once for generation and preference accuracy."""
+        return make_backend(self.spec)
+
     def generate(self) -> list[Generation]:
         spec = self.spec
-        backend = make_backend(spec)
+        backend = self.backend
         backend.check()
         params = params_of(spec)
         queries = build_queries(spec, strict=self.strict, log=self.log)
@@ -238,16 +244,16 @@ class Runner:
 
     def preference_accuracy(self) -> dict[str, Any]:
         """The method's preference accuracy on ``spec.prefacc`` held-out pairs per domain
-        (:mod:`fspo_bench.method_prefacc`), written to prefacc.json; nothing when 0."""
+        (:mod:`fspo_bench.method_prefacc`), written to preference_accuracy.json; nothing when
+        ``spec.prefacc`` is 0."""
         spec = self.spec
         if not spec.prefacc:
             return {}
-        backend = make_backend(spec)
         count = LoglikCount()
         report = {}
         for name, data in load_domains(spec, strict=self.strict).items():
             result = method_preference_accuracy(
-                make_method(spec, spec.method, name), backend, data, shots=spec.shots,
+                make_method(spec, spec.method, name), self.backend, data, shots=spec.shots,
                 seed=spec.seed, limit=spec.prefacc, params=params_of(spec), cache=self.cache,
                 count=count, progress=self.progress)
             report[name] = result
