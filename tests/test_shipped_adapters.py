@@ -84,5 +84,7 @@ def test_fspo_runs_out_of_the_box_on_the_embedded_model(tmp_path: Path,
     shipped = plugins.get("method", "fspo").shipped_checkpoints / "roleplay"
     assert config["checkpoint_revisions"] == {"roleplay": folder_fingerprint(shipped)}
     assert {g.meta["role"] for g in read_generations(out)} == {"method", "reference"}
-    (result,) = read_json(out / "results.json")["results"]
+    results = read_json(out / "results.json")
+    assert results["spec"]["shots"] == 2  # the embedded default: what the adapters saw
+    (result,) = results["results"]
     assert result["extra"]["prefacc_n"] == 2 and result["extra"]["n_queries"] == 1
