@@ -14,19 +14,10 @@ from pathlib import Path
 
 import pytest
 
+from tests.browser import BROWSER_TEST, CHROMIUM, FLAGS
 from tests.run_fixtures import SCRIPT_PAYLOAD, USER_PAYLOAD, run_cli, write_runs
 
-CHROMIUM = Path("/usr/bin/chromium")
-FLAGS = [
-    "--headless", "--no-sandbox", "--disable-gpu", "--no-first-run",
-    "--disable-background-networking", "--disable-component-update", "--disable-sync",
-]
-
-pytestmark = [
-    pytest.mark.slow,
-    pytest.mark.skipif(not CHROMIUM.exists(),
-                       reason="needs Chromium at /usr/bin/chromium (apt-get install -y chromium)"),
-]
+pytestmark = BROWSER_TEST
 
 
 @pytest.fixture(scope="module")

@@ -20,20 +20,11 @@ import pytest
 
 from fspo_bench.study.store import StudyStore
 
+from .browser import BROWSER_TEST, CHROMIUM, FLAGS
 from .run_fixtures import run_cli
 from .study_fixtures import SCRIPT, planted_app, planted_task, write_study
 
-CHROMIUM = Path("/usr/bin/chromium")
-FLAGS = [
-    "--headless", "--no-sandbox", "--disable-gpu", "--no-first-run",
-    "--disable-background-networking", "--disable-component-update", "--disable-sync",
-]
-
-pytestmark = [
-    pytest.mark.slow,
-    pytest.mark.skipif(not CHROMIUM.exists(),
-                       reason="needs Chromium at /usr/bin/chromium (apt-get install -y chromium)"),
-]
+pytestmark = BROWSER_TEST
 
 
 @contextmanager
