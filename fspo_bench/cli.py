@@ -12,8 +12,8 @@ import sys
 from collections.abc import Callable
 from typing import Annotated
 
-import click
 import typer
+from typer._click.exceptions import NoArgsIsHelpError  # the click that typer bundles
 
 from fspo_bench import __version__, plugins
 from fspo_bench.audit import add_audit_command
@@ -124,6 +124,13 @@ def main(argv: list[str] | None = None) -> None:
     run_app(build_app, argv, "fspo-bench")
 
 
+def _usage_line(exc: typer.TyperException) -> str:
+    """The error in one line, with where to find help when it is about a command's usage."""
+    message = " ".join(exc.format_message().split())
+    ctx = getattr(exc, "ctx", None)
+    return f"{message} (see '{ctx.command_path} --help')" if ctx is not None else message
+
+
 def run_app(make_app: Callable[[], typer.Typer], argv: list[str] | None, prog_name: str) -> None:
     """Run a typer app: user errors become one line on stderr and a non-zero exit code."""
     try:
@@ -133,10 +140,14 @@ def run_app(make_app: Callable[[], typer.Typer], argv: list[str] | None, prog_na
     except FspoBenchError as exc:
         typer.echo(f"fspo-bench: error: {exc}", err=True)
         sys.exit(exc.exit_code)
-    except click.ClickException as exc:
-        exc.show()
+    except NoArgsIsHelpError as exc:  # no arguments: the help (rich has printed it already)
+        if exc.format_message():
+            typer.echo(exc.format_message())
         sys.exit(exc.exit_code)
-    except click.exceptions.Abort:
+    except typer.TyperException as exc:  # usage errors of the click that typer bundles
+        typer.echo(f"fspo-bench: error: {_usage_line(exc)}", err=True)
+        sys.exit(exc.exit_code)
+    except typer.Abort:
         typer.echo("Aborted.", err=True)
         sys.exit(130)
     sys.exit(code if isinstance(code, int) else 0)

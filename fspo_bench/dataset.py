@@ -7,10 +7,11 @@ held-out questions, with shots drawn from the same user's other questions.
 
 from __future__ import annotations
 
-from collections import defaultdict
-from collections.abc import Iterable
+from collections import Counter, defaultdict
+from collections.abc import Collection, Iterable
 from dataclasses import dataclass, field
 from functools import cached_property
+from typing import Any
 
 from fspo_bench.hashing import stable_hash
 from fspo_bench.records import Preference, Query, User
@@ -43,6 +44,46 @@ def held_out_quarter(domain: str, kind: str, ids: Iterable[str]) -> frozenset[st
     """
     ranked = sorted(set(ids), key=lambda i: stable_hash([domain, kind, i]))
     return frozenset(ranked[: -(-len(ranked) // 4)])
+
+
+def user_conflicts(source: str, named: Iterable[tuple[int, User, Any]]) -> dict[str, Problem]:
+    """Users that the rows name inconsistently: user id -> the first problem found.
+
+    ``named`` holds, per row, its number, the user it converts to and the raw value the user id
+    was made from (None when unknown). A user described differently by two rows, or whose id
+    came from values of different types (``1`` and ``"1"``), is ambiguous: which rows are whose
+    cannot be told.
+    """
+    first: dict[str, tuple[int, User, Any]] = {}
+    found: dict[str, Problem] = {}
+    for number, user, raw in named:
+        row, seen, seen_raw = first.setdefault(user.id, (number, user, raw))
+        if user.id in found:
+            continue
+        if user.description != seen.description:
+            found[user.id] = Problem(source, number, None,
+                                     f"user {user.id!r} is described differently than in row {row}")
+        elif type(raw) is not type(seen_raw):
+            found[user.id] = Problem(
+                source, number, None,
+                f"user id {raw!r} ({type(raw).__name__}) and {seen_raw!r} of row {row} "
+                f"({type(seen_raw).__name__}) merge into one user {user.id!r}")
+    return found
+
+
+def short_shot_pools(preferences: Iterable[Preference], eval_users: Collection[str],
+                     eval_questions: Collection[str], shots: int) -> dict[str, int]:
+    """Held-out users with a held-out question to answer but fewer than ``shots`` preferences
+    on the other questions to draw shots from: user id -> how many they have."""
+    pool: Counter[str] = Counter()
+    asked = set()
+    for p in preferences:
+        if p.user_id in eval_users:
+            if p.question_id in eval_questions:
+                asked.add(p.user_id)
+            else:
+                pool[p.user_id] += 1
+    return {user: pool[user] for user in sorted(asked) if pool[user] < shots}
 
 
 @dataclass

@@ -7,21 +7,28 @@ line per problem (or fails with ``strict``), and splits the result.
 
 from __future__ import annotations
 
+import reprlib
 from abc import abstractmethod
 from collections import Counter
 from collections.abc import Iterable
 from typing import Any, ClassVar
 
-from fspo_bench.datafiles import DataError, read_hub_rows, read_rows
-from fspo_bench.dataset import DomainData, Problem, held_out_quarter, question_id
+from fspo_bench.datafiles import MAX_TEXT_CHARS, DataError, read_hub_rows, read_rows
+from fspo_bench.dataset import (
+    DomainData,
+    Problem,
+    held_out_quarter,
+    question_id,
+    short_shot_pools,
+    user_conflicts,
+)
 from fspo_bench.domain import Domain
 from fspo_bench.hashing import stable_hash
 from fspo_bench.records import Preference, User, Verdict
 
 MAX_PROBLEMS_SHOWN = 20
-#: Longest text a row may hold (characters): far above any real preference, small enough that a
-#: runaway or hostile row cannot blow up every prompt it would be a shot of.
-MAX_TEXT_CHARS = 1_000_000
+#: Deepest nesting of lists and objects a row's value may have (rows are flat: 2 levels suffice).
+MAX_DEPTH = 16
 
 
 class RowError(ValueError):
@@ -35,7 +42,7 @@ class RowError(ValueError):
 def parse_label(value: Any, column: str = "label") -> int:
     """The official label: 0 means the first response (``response_x``) is preferred."""
     if isinstance(value, bool) or str(value).strip() not in ("0", "1", "0.0", "1.0"):
-        raise RowError(column, f"label must be 0 or 1, got {value!r}")
+        raise RowError(column, f"label must be 0 or 1, got {reprlib.repr(value)}")
     return int(float(value))
 
 
@@ -45,6 +52,9 @@ class TabularDomain(Domain):
     columns: ClassVar[tuple[str, ...]] = ()
     text_columns: ClassVar[tuple[str, ...]] = ()
     hub_split: ClassVar[str] = "train"
+    #: The column a user id is read from. When set, ids read from values of different types
+    #: that become one user (``1`` and ``"1"``) are a problem; None: not checked.
+    user_column: ClassVar[str | None] = None
 
     @abstractmethod
     def builtin_rows(self) -> Iterable[dict[str, Any]]:
@@ -65,12 +75,16 @@ class TabularDomain(Domain):
 
     def load(self, data: str = "builtin", *, strict: bool = False,
              shots: int | None = None) -> DomainData:
+        """Read, validate and split the rows. Bad rows are skipped, and so are the users that
+        cannot be used as a whole (named inconsistently, too few rows for the shots, no shot pool
+        for a held-out question); each is one :class:`Problem`, all fatal with ``strict``."""
         source, rows = self._rows(data)
         n_shots = self.default_shots if shots is None else shots
         problems: list[Problem] = []
         users: dict[str, User] = {}
         preferences: list[Preference] = []
         first_row: dict[str, int] = {}
+        named: list[tuple[int, User, Any]] = []
         seen: set[tuple[str, str, str, str]] = set()
         rows_read = 0
         for number, row in rows:
@@ -87,30 +101,41 @@ class TabularDomain(Domain):
             seen.add(key)
             users.setdefault(user.id, user)
             first_row.setdefault(user.id, number)
+            named.append((number, user, row.get(self.user_column) if self.user_column else None))
             preferences.append(preference)
-        counts = Counter(p.user_id for p in preferences)
+        conflicts = user_conflicts(source, named)
+        problems += conflicts.values()
+        counts = Counter(p.user_id for p in preferences if p.user_id not in conflicts)
         too_few = {u for u, n in counts.items() if n < n_shots + 1}
         for user_id in sorted(too_few):
             problems.append(Problem(source, first_row[user_id], None,
                                     f"user {user_id!r} has {counts[user_id]} rows; {n_shots} shots "
                                     f"need at least {n_shots + 1} (the shots and a target)"))
+        dropped = set(conflicts) | too_few
+        preferences = [p for p in preferences if p.user_id not in dropped]
+        users = {u: users[u] for u in sorted(users) if u not in dropped}
+        train_users, eval_users = self.split_users(users)
+        eval_questions = held_out_quarter(self.name, "question",
+                                          (p.question_id for p in preferences))
+        short = short_shot_pools(preferences, eval_users, eval_questions, n_shots)
+        for user_id, have in short.items():
+            problems.append(Problem(source, first_row[user_id], None,
+                                    f"user {user_id!r} has {have} rows outside the held-out "
+                                    f"questions; {n_shots} shots need {n_shots}"))
         if strict and problems:
             raise DataError(_summary(problems))
-        preferences = [p for p in preferences if p.user_id not in too_few]
-        users = {u: users[u] for u in sorted(users) if u not in too_few}
+        preferences = [p for p in preferences if p.user_id not in short]
         if not preferences:
             raise DataError(f"{source}: no usable rows" + (f"\n{_summary(problems)}" if problems
                                                            else ""))
-        train_users, eval_users = self.split_users(users)
         return DomainData(
             domain=self.name,
             source=source,
-            users=users,
+            users={u: user for u, user in users.items() if u not in short},
             preferences=preferences,
-            train_users=train_users,
-            eval_users=eval_users,
-            eval_questions=held_out_quarter(self.name, "question",
-                                            (p.question_id for p in preferences)),
+            train_users=train_users - short.keys(),
+            eval_users=eval_users - short.keys(),
+            eval_questions=eval_questions,
             default_shots=n_shots,
             problems=problems,
             rows_read=rows_read,
@@ -130,6 +155,8 @@ class TabularDomain(Domain):
         if missing:
             raise RowError(missing[0], f"missing column(s) {', '.join(missing)}; "
                                        f"expected {', '.join(self.columns)}")
+        for column, value in row.items():
+            _check_value(column, value)
         for column in self.text_columns:
             value = row[column]
             if not isinstance(value, str):
@@ -140,6 +167,25 @@ class TabularDomain(Domain):
                 raise RowError(column, f"text of {len(value):,} characters; at most "
                                        f"{MAX_TEXT_CHARS:,} are allowed")
         return self.convert(row)
+
+
+def _check_value(column: str, value: Any) -> None:
+    """RowError for a value nested deeper than :data:`MAX_DEPTH` or text that is not valid
+    Unicode (a lone surrogate, which a JSON escape can make and no file can store)."""
+    stack = [(value, 0)]
+    while stack:
+        item, depth = stack.pop()
+        if isinstance(item, str):
+            try:
+                item.encode("utf-8")
+            except UnicodeEncodeError as exc:
+                raise RowError(column, f"text with a lone surrogate U+{ord(item[exc.start]):04X} "
+                                       f"at character {exc.start:,}") from None
+        elif isinstance(item, (dict, list, tuple)):
+            if depth == MAX_DEPTH:
+                raise RowError(column, f"a value nested deeper than {MAX_DEPTH} levels")
+            children = [*item.keys(), *item.values()] if isinstance(item, dict) else item
+            stack.extend((child, depth + 1) for child in children)
 
 
 def _summary(problems: list[Problem]) -> str:
@@ -163,6 +209,7 @@ class PairColumnsDomain(TabularDomain):
 
     columns = PAIR_COLUMNS
     text_columns = ("prompt", "response_x", "response_y", "scorer_level")
+    user_column = "scorer_level"
 
     @abstractmethod
     def user(self, scorer_level: str) -> User:

@@ -78,3 +78,22 @@ def test_a_known_bad_litellm_release_stops_the_cli(capsys, monkeypatch):
     code, out, err = run_cli(capsys, "list", "methods")
     assert code == 1 and out == ""
     assert "litellm 1.107.0" in err and "known-bad" in err
+
+
+@pytest.mark.parametrize(("argv", "says"), [
+    (["run", "--method", "base", "--seed", "abc"], "Invalid value for '--seed'"),
+    (["run", "--domain", "elix"], "Missing option '--method'"),
+    (["run", "--method", "base", "--sede", "1"], "No such option: --sede"),
+    (["nosuchcommand"], "No such command 'nosuchcommand'"),
+])
+def test_a_usage_error_is_one_line_and_exit_2(capsys, argv, says):
+    code, out, err = run_cli(capsys, *argv)
+    assert code == 2 and out == ""
+    assert len(err.splitlines()) == 1
+    assert err.startswith("fspo-bench: error: ") and says in err and "--help" in err
+
+
+def test_no_arguments_prints_the_help_and_no_error(capsys):
+    code, out, err = run_cli(capsys)
+    assert code == 2 and err == ""
+    assert "Usage: fspo-bench" in out and "run" in out

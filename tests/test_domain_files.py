@@ -6,8 +6,9 @@ import json
 
 import pytest
 
-from fspo_bench import plugins
-from fspo_bench.datafiles import DataError, write_rows
+from fspo_bench import datafiles, plugins
+from fspo_bench.datafiles import MAX_TEXT_CHARS, DataError, write_rows
+from fspo_bench.dataset import held_out_quarter, question_id
 from fspo_bench.tabular import PAIR_COLUMNS
 
 
@@ -126,3 +127,105 @@ def test_official_columns_are_what_builtin_rows_carry():
     roleplay = domain("roleplay").builtin_rows()[0]
     assert {"x", "yw", "yl", "level", "score_persona"} <= set(roleplay)
     json.dumps(roleplay)
+
+
+def texts(data) -> set[str]:
+    return {t for p in data.preferences for t in (p.question, p.chosen, p.rejected)}
+
+
+def test_a_newline_inside_a_quoted_csv_field_is_kept(tmp_path):
+    rows = good_rows()
+    rows[0] = {**rows[0], "response_x": "first line\nsecond line", "response_y": "one\r\ntwo"}
+    data = domain("elix").load(str(write_rows(rows, tmp_path / "rows.csv")))
+    assert {"first line\nsecond line", "one\r\ntwo"} <= texts(data) and not data.problems
+
+
+def test_a_csv_field_of_the_longest_allowed_text_loads(tmp_path):
+    rows = good_rows()
+    rows[0] = {**rows[0], "response_x": "x" * MAX_TEXT_CHARS}
+    data = domain("elix").load(str(write_rows(rows, tmp_path / "rows.csv")))
+    assert "x" * MAX_TEXT_CHARS in texts(data) and not data.problems
+
+
+def test_jsonl_lines_are_split_on_newline_only(tmp_path):
+    rows = good_rows()
+    rows[0] = {**rows[0], "response_x": "a\u2028b\u2029c\x85d\x0ce\x1cf"}
+    path = write_rows(rows, tmp_path / "rows.jsonl")
+    assert "\u2028" in path.read_text(encoding="utf-8")  # written raw, as JSON allows
+    data = domain("elix").load(str(path))
+    assert "a\u2028b\u2029c\x85d\x0ce\x1cf" in texts(data) and not data.problems
+
+
+@pytest.mark.parametrize("suffix", [".jsonl", ".json", ".csv"])
+def test_a_utf8_byte_order_mark_is_accepted(tmp_path, suffix):
+    plain = write_rows(good_rows(), tmp_path / f"plain{suffix}")
+    marked = tmp_path / f"marked{suffix}"
+    marked.write_bytes(b"\xef\xbb\xbf" + plain.read_bytes())
+    loaded = domain("elix").load(str(marked), strict=True)
+    assert signature(loaded) == signature(domain("elix").load(str(plain)))
+
+
+def test_a_file_over_the_size_bound_is_refused_before_it_is_read(tmp_path, monkeypatch):
+    path = tmp_path / "rows.jsonl"
+    path.write_bytes(b"\xff" * 101)  # not UTF-8: reading it would be another error
+    monkeypatch.setattr(datafiles, "MAX_FILE_BYTES", 100)
+    with pytest.raises(DataError, match=r"rows.jsonl: 101 bytes; at most 100 are read$"):
+        domain("elix").load(str(path))
+
+
+def held_out_prompts(rows: list[dict]) -> list[str]:
+    held = held_out_quarter("elix", "question", (question_id(r["prompt"]) for r in rows))
+    return [r["prompt"] for r in rows if question_id(r["prompt"]) in held]
+
+
+def test_a_held_out_user_without_a_shot_pool_is_dropped(tmp_path):
+    rows = good_rows("child", 8)
+    only_held_out = [{**row, "prompt": prompt, "response_x": f"{row['response_x']} {prompt}",
+                      "scorer_level": "expert"}
+                     for prompt in held_out_prompts(rows) for row in rows[:3]]
+    path = write_rows(rows + only_held_out, tmp_path / "rows.jsonl")
+    data = domain("elix").load(str(path), shots=2)
+    assert set(data.users) == {"child"} and "expert" not in data.eval_users
+    (problem,) = data.problems
+    assert str(problem) == (f"{path}: row 9: user 'expert' has 0 rows outside the held-out "
+                            "questions; 2 shots need 2")
+    assert data.queries(shots=2)
+    with pytest.raises(DataError, match="user 'expert' has 0 rows outside"):
+        domain("elix").load(str(path), shots=2, strict=True)
+
+
+def persona_rows(*levels: str) -> list[dict]:
+    return [r for r in domain("roleplay").builtin_rows() if r["level"] in levels]
+
+
+def test_one_user_described_two_ways_is_dropped(tmp_path):
+    rows = persona_rows("persona-01", "persona-02")
+    pairs = {(r["x"], r["yw"], r["yl"]) for r in rows}
+    rows += [{**r, "level": "persona-01"} for r in persona_rows("persona-03")
+             if (r["x"], r["yw"], r["yl"]) not in pairs][:5]
+    path = write_rows(rows, tmp_path / "r.jsonl")
+    data = domain("roleplay").load(str(path), shots=2)
+    assert set(data.users) == {"persona-02"}
+    (problem,) = data.problems
+    first = next(i for i, r in enumerate(rows, start=1) if r["level"] == "persona-01")
+    assert f"user 'persona-01' is described differently than in row {first}" in str(problem)
+    with pytest.raises(DataError, match="described differently"):
+        domain("roleplay").load(str(path), shots=2, strict=True)
+
+
+def test_user_ids_of_two_types_that_merge_are_a_problem(tmp_path):
+    from fspo_bench.tasks.roleplay.plugin import RoleplayDomain
+
+    class Roleplay(RoleplayDomain):  # names its user column, as PairColumnsDomain does
+        user_column = "level"
+
+    rows = [{**r, "level": 7 if i % 2 else "7"} for i, r in enumerate(persona_rows("persona-01"))]
+    rows += persona_rows("persona-02")
+    path = write_rows(rows, tmp_path / "r.jsonl")
+    data = Roleplay().load(str(path), shots=2)
+    assert set(data.users) == {"persona-02"}
+    (problem,) = data.problems
+    assert str(problem) == (f"{path}: row 2: user id 7 (int) and '7' of row 1 (str) merge into "
+                            "one user '7'")
+    with pytest.raises(DataError, match="merge into one user"):
+        Roleplay().load(str(path), shots=2, strict=True)

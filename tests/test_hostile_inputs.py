@@ -19,6 +19,7 @@ import json
 import os
 import shutil
 import subprocess
+import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -27,7 +28,8 @@ from typing import Any
 import pytest
 
 from fspo_bench import plugins
-from fspo_bench.datafiles import write_rows
+from fspo_bench.datafiles import MAX_FILE_BYTES, MAX_TEXT_CHARS, write_rows
+from fspo_bench.dataset import held_out_quarter, question_id
 from fspo_bench.rundir import GENERATIONS
 
 from .api_runs import (
@@ -57,6 +59,7 @@ class World:
     cache: Path
     rows: list[dict[str, Any]]
     touched: list[Path] = field(default_factory=list)  # inputs that must stay byte-identical
+    cleanups: list[Callable[[], None]] = field(default_factory=list)  # after the command ran
 
     def run(self, data: str | Path | None = None, *extra: str, strict: bool = True) -> list[str]:
         args = [*(["--data", str(data)] if data is not None else []),
@@ -87,6 +90,72 @@ def one_user_short(world: World) -> Path:
 def renamed_column(world: World) -> Path:
     return world.rows_file([{("answer_x" if k == "response_x" else k): v
                              for k, v in row.items()} for row in world.rows[:1]] + world.rows[1:])
+
+
+def fifo(world: World) -> list[str]:
+    """A named pipe, with a writer that sends the domain's rows to each reader that opens it."""
+    path = world.tmp / "data.jsonl"
+    os.mkfifo(path)
+    rows = "".join(json.dumps(row) + "\n" for row in world.rows).encode()
+    done = threading.Event()
+
+    def feed() -> None:
+        while not done.is_set():
+            try:
+                with path.open("wb") as pipe:  # waits for a reader
+                    if not done.is_set():
+                        pipe.write(rows)
+            except BrokenPipeError:
+                pass
+
+    def release() -> None:
+        done.set()
+        os.close(os.open(path, os.O_RDONLY | os.O_NONBLOCK))  # lets a waiting feed() go on
+        feeder.join()
+
+    feeder = threading.Thread(target=feed, daemon=True)
+    feeder.start()
+    world.cleanups.append(release)
+    return world.run(path)
+
+
+def device(world: World) -> list[str]:
+    """A link to a character device: reading /dev/zero, say, would never end."""
+    path = world.tmp / "data.jsonl"
+    path.symlink_to(os.devnull)
+    return world.run(path)
+
+
+def oversized(world: World) -> list[str]:
+    """A sparse file one byte over the bound: no disk used, and reading it would take 1 GiB."""
+    path = world.tmp / "data.jsonl"
+    with path.open("wb") as f:
+        f.truncate(MAX_FILE_BYTES + 1)
+    return world.run(path)
+
+
+def json_lines(world: World, rows: list[dict[str, Any]]) -> Path:
+    """Rows as JSONL with non-ASCII text escaped (``\\ud800`` stays an escape)."""
+    return world.raw_file("".join(json.dumps(row) + "\n" for row in rows).encode("ascii"))
+
+
+def no_shot_pool(world: World, strict: bool = True) -> list[str]:
+    """The first row's user keeps only its rows on held-out questions: no shot to draw."""
+    user = world.rows[0]["scorer_level"]
+    held = held_out_quarter("elix", "question", (question_id(r["prompt"]) for r in world.rows))
+    return world.run(world.rows_file([r for r in world.rows if r["scorer_level"] != user
+                                      or question_id(r["prompt"]) in held]), strict=strict)
+
+
+def described_two_ways(world: World) -> list[str]:
+    """Roleplay rows of persona-01, then rows of persona-03 relabelled persona-01."""
+    rows = list(plugins.get("domain", "roleplay")().builtin_rows())
+    first = [r for r in rows if r["level"] in ("persona-01", "persona-02")]
+    pairs = {(r["x"], r["yw"], r["yl"]) for r in first}
+    path = world.rows_file(first + [{**r, "level": "persona-01"} for r in rows
+                                    if r["level"] == "persona-03"
+                                    and (r["x"], r["yw"], r["yl"]) not in pairs])
+    return ["roleplay" if arg == "elix" else arg for arg in world.run(path)]
 
 
 def corrupt_cache(world: World) -> list[str]:
@@ -135,7 +204,7 @@ class Case:
     mode: str  # strict | any | plugins
     argv: Callable[[World], list[str]]
     message: str  # what the error (or warning) line must say
-    code: int | None = None  # None: any non-zero exit
+    code: int | None = None  # None: any non-zero exit; 0: a warning, and the rest works
     child: bool = False  # run in a child process that permission bits apply to (even as root)
     env: dict[str, str] = field(default_factory=dict)
 
@@ -166,6 +235,39 @@ CASES = [
          "has 1 rows; 1 shots need at least 2"),
     Case("skip-and-report", "default", lambda w: w.run(w.with_row(label=7), strict=False),
          "elix: skipped 1 bad row(s) or user(s); first: ", code=0),
+    Case("data-is-a-fifo", "any", fifo, "data.jsonl: is a FIFO, not a regular file"),
+    Case("data-is-a-device", "any", device, "data.jsonl: is a character device, not a regular"),
+    Case("file-over-1-gib", "any", oversized,
+         f"data.jsonl: {MAX_FILE_BYTES + 1:,} bytes; at most {MAX_FILE_BYTES:,} are read"),
+    Case("json-nested-too-deeply", "any",
+         lambda w: w.run(w.raw_file(b'{"prompt": ' + b"[" * 100_000 + b"]" * 100_000 + b"}\n")),
+         "line 1: malformed JSON: nested too deeply"),
+    Case("integer-of-5000-digits", "any",
+         lambda w: w.run(w.raw_file(b'{"label": ' + b"7" * 5000 + b"}\n")),
+         "line 1: malformed JSON: Exceeds the limit (4300 digits) for integer string conversion"),
+    Case("csv-field-over-1m-characters", "any",
+         lambda w: w.run(w.rows_file([{**w.rows[0], "response_y": "y" * (MAX_TEXT_CHARS + 1)}],
+                                     "data.csv")),
+         "data.csv: line 2: malformed CSV: field larger than field limit (1000000)"),
+    Case("lone-surrogate", "strict",
+         lambda w: w.run(json_lines(w, [{**w.rows[0], "response_x": "fine \ud800 text"},
+                                        *w.rows[1:]])),
+         "row 1: column 'response_x': text with a lone surrogate U+D800 at character 5"),
+    Case("value-nested-20-deep", "strict",
+         lambda w: w.run(w.with_row(level_x=json.loads("[" * 20 + '"child"' + "]" * 20))),
+         "row 1: column 'level_x': a value nested deeper than 16 levels"),
+    Case("user-without-a-shot-pool", "strict", no_shot_pool,
+         "has 0 rows outside the held-out questions; 1 shots need 1"),
+    Case("user-without-a-shot-pool-skipped", "default", lambda w: no_shot_pool(w, strict=False),
+         "elix: skipped 1 bad row(s) or user(s); first: ", code=0),
+    Case("user-described-two-ways", "strict", described_two_ways,
+         "user 'persona-01' is described differently than in row 1"),
+    Case("temperature-nan", "any", lambda w: [*w.run(), "--temperature", "nan"],
+         "--temperature must be a finite number >= 0, not nan", code=2),
+    Case("seed-out-of-range", "any", lambda w: [*w.run(), "--seed", str(2**32)],
+         "--seed must be an integer from 0 to 4294967295, not 4294967296", code=2),
+    Case("misspelt-option", "any", lambda w: [*w.run(), "--sede", "1"],
+         "No such option: --sede", code=2),
     Case("unknown-method", "any", lambda w: [*w.run(), "--method", "nope"],
          "unknown method 'nope'"),
     Case("unknown-domain", "any", lambda w: [*w.run(), "--domain", "nope"],
@@ -238,22 +340,26 @@ def test_hostile_input(case, server, domain_rows, tmp_path, capsys, monkeypatch,
     monkeypatch.setenv("OPENAI_API_KEY", "sk-fspo-hostile-key")
     argv = case.argv(world)
     before = {path: path.read_bytes() for path in world.touched}
-    if case.child:
-        code, err = run_child(argv)
-    else:
-        code = run_cli(*argv)
-        err = capsys.readouterr().err
+    try:
+        if case.child:
+            code, err = run_child(argv)
+        else:
+            code = run_cli(*argv)
+            err = capsys.readouterr().err
+    finally:
+        for cleanup in world.cleanups:
+            cleanup()
     lines = [line for line in err.splitlines() if line.startswith("fspo-bench:")]
     flagged = [line for line in lines if case.message in line]
     print(f"\n[{case.id}] ({case.mode}) exit {code}: {flagged[0] if flagged else err!r}")
     assert "Traceback" not in err
     assert len(flagged) == 1, err
-    if case.code is None:
-        assert code != 0
+    if case.code == 0:
+        assert code == 0
+    else:
+        assert code != 0 if case.code is None else code == case.code
         assert [line for line in lines if line.startswith("fspo-bench: error:")] == flagged
         assert not world.out.is_dir() or all(complete(p) for p in world.out.iterdir())
-    else:
-        assert code == case.code
     assert {path: path.read_bytes() for path in world.touched} == before
 
 
