@@ -52,6 +52,7 @@ class OracleMethod(OfficialPromptMethod):
         "Oracle description: the true user description in the prompt instead of shots "
         "(upper bound)."
     )
+    sees_user_profile = True
 
     def build_request(self, query: Query, params: GenerationParams) -> GenerationRequest:
         prompt = oracle_prompt(query.user.description, query.question) + self.prefill()

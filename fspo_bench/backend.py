@@ -87,6 +87,11 @@ class Backend(Component):
             raise FspoBenchError(f"backend {self.name!r} cannot render chat messages to text")
         return request.prompt
 
+    def token_count(self, text: str) -> int | None:
+        """How many tokens ``text`` is for this model (None: unknown); answer health uses it
+        to tell an answer cut by ``max_new_tokens`` (``truncated``)."""
+        return None
+
     @abstractmethod
     def generate(self, requests: Sequence[GenerationRequest]) -> list[str]:
         """Generate one completion per request, in order."""

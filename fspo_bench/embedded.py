@@ -45,7 +45,7 @@ EMBEDDED_GENERATION_DEFAULTS: dict[str, float] = {"repetition_penalty": 1.2}
 #: ``fspo-bench run`` defaults on the embedded model, sized so that one method on all three
 #: domains finishes in minutes on 2 CPU cores: the shots its shipped adapters were trained with,
 #: a seeded sample of held-out queries per domain, held-out pairs for preference accuracy.
-EMBEDDED_RUN_DEFAULTS: dict[str, int] = {"shots": 2, "limit": 8, "prefacc": 32}
+EMBEDDED_RUN_DEFAULTS: dict[str, int] = {"shots": 2, "limit": 8, "prefacc": 64}
 
 #: Written into the folder just before it is renamed into place; a folder without it is not ours.
 COMPLETE_MARKER = ".fspo-bench-complete"

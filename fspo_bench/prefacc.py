@@ -108,23 +108,37 @@ def load_domain(domain: str, data: str = "builtin", shots: int | None = None) ->
 
 
 def ordered_preferences(data: DomainData, seed: int = 0) -> list[Preference]:
-    """The held-out labelled pairs in the seeded doc order (canonical sort, then shuffle)."""
-    prefs = sorted(data.eval_preferences(),
-                   key=lambda p: (p.user_id, p.question_id, p.chosen, p.rejected))
-    rng_for("prefacc-docs", data.domain, seed).shuffle(prefs)
-    return prefs
+    """The held-out labelled pairs in the seeded doc order, stratified over users: each user's
+    pairs are shuffled (canonical sort first), the users are shuffled, and the order takes one
+    pair of each user in turn, so that the first ``limit`` pairs spread evenly over users."""
+    by_user: dict[str, list[Preference]] = defaultdict(list)
+    for pref in sorted(data.eval_preferences(),
+                       key=lambda p: (p.user_id, p.question_id, p.chosen, p.rejected)):
+        by_user[pref.user_id].append(pref)
+    for user, prefs in by_user.items():
+        rng_for("prefacc-docs", data.domain, user, seed).shuffle(prefs)
+    users = sorted(by_user)
+    rng_for("prefacc-users", data.domain, seed).shuffle(users)
+    rounds = max((len(v) for v in by_user.values()), default=0)
+    return [by_user[u][k] for k in range(rounds) for u in users if k < len(by_user[u])]
 
 
 def doc_id(domain: str, pref: Preference) -> str:
     return stable_hash([domain, pref.user_id, pref.question_id, pref.chosen, pref.rejected])[:16]
 
 
+def choice_order(domain: str, pref: Preference) -> int:
+    """The index of the chosen response among a doc's two choices, fixed by a hash of the pair
+    so that a tie is not silently a success."""
+    return int(stable_hash(["prefacc-order", domain, pref.user_id, pref.question_id,
+                            pref.chosen, pref.rejected]), 16) % 2
+
+
 def make_doc(domain: str, pref: Preference, shots: Sequence[Preference], *,
              variant: str = "standard", shot_user: str | None = None) -> dict[str, Any]:
     """One doc: the few-shot context and both completions, chosen at index ``gold``."""
     chosen, rejected = completion(pref.chosen), completion(pref.rejected)
-    swap = int(stable_hash(["prefacc-order", domain, pref.user_id, pref.question_id,
-                            pref.chosen, pref.rejected]), 16) % 2
+    swap = choice_order(domain, pref)
     return {
         "id": doc_id(domain, pref),
         "domain": domain,
@@ -136,7 +150,7 @@ def make_doc(domain: str, pref: Preference, shots: Sequence[Preference], *,
         "shot_question_ids": [s.question_id for s in shots],
         "context": few_shot_prompt(shots, pref.question),
         "choices": [rejected, chosen] if swap else [chosen, rejected],
-        "gold": 1 if swap else 0,
+        "gold": swap,
     }
 
 

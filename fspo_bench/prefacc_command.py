@@ -21,8 +21,10 @@ from fspo_bench.embedded import EMBEDDED
 ENGINES = ("lm-eval", "backend")
 JSON_NAME, SAMPLES_NAME = "prefacc.json", "prefacc_samples.jsonl"
 CURVE_CSV, CURVE_PNG = "prefacc_curve.csv", "prefacc_curve.png"
-#: What ``--attach`` adds to each domain's ``extra`` in a run's results.json.
-ATTACH_KEYS = {"prefacc": "acc", "prefacc_norm": "acc_norm"}
+#: What ``--attach`` adds to each domain's ``extra`` in a run's results.json (percent): the
+#: few-shot prompt's summed-log-probability accuracies, under their own names so that they never
+#: stand for a run's calibrated ``prefacc``.
+ATTACH_KEYS = {"prefacc_fewshot_summed": "acc", "prefacc_fewshot_norm": "acc_norm"}
 
 
 def _log(message: str) -> None:
@@ -55,7 +57,8 @@ def _same_model(a: str | None, b: str | None) -> bool:
 
 def attach_to_run(run_dir: Path, results: list[dict[str, Any]], *, model: str,
                   checkpoint: str | None) -> list[str]:
-    """Add ``prefacc``, ``prefacc_norm`` (and ``prefacc_implicit``) to the ``extra`` of each
+    """Add ``prefacc_fewshot_summed``, ``prefacc_fewshot_norm`` (and ``prefacc_implicit``), in
+    percent, to the ``extra`` of each
     domain of a run's results.json, which the leaderboard shows as columns. Refused when the
     run used another model or checkpoint. Returns the domains updated."""
     from fspo_bench.errors import FspoBenchError
@@ -75,13 +78,17 @@ def attach_to_run(run_dir: Path, results: list[dict[str, Any]], *, model: str,
         if r is None:
             continue
         for key, source in ATTACH_KEYS.items():
-            domain_result.extra[key] = r.get(source)
+            domain_result.extra[key] = _percent(r.get(source))
         implicit = r.get("implicit_reward")
         if implicit:
-            domain_result.extra["prefacc_implicit"] = implicit.get("acc")
+            domain_result.extra["prefacc_implicit"] = _percent(implicit.get("acc"))
         updated.append(domain_result.domain)
     write_json(run_dir / RESULTS, result.to_dict())
     return updated
+
+
+def _percent(share: float | None) -> float | None:
+    return None if share is None else 100 * share
 
 
 def _fmt(value: Any, digits: int = 3) -> str:

@@ -50,6 +50,9 @@ Our choices, not in the official code
   :data:`ORACLE_FEW_SHOT_INSTRUCTION` when shots are given). The completion is the usual one.
 - :func:`parse_generation` (the official repository has no generation code).
 - :func:`chat_messages`: a chat-template variant; FSPO itself uses the raw text, no template.
+- Forced RAT answers (:func:`fspo_bench.method.forced_answer`): a RAT generation that ends
+  after its description without an answer is continued with ``## Preferred Response \\n``
+  appended to the prompt and the description, so the method always answers.
 """
 
 from __future__ import annotations

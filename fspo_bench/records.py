@@ -101,23 +101,44 @@ class Preference(Record):
 
 @dataclass(frozen=True)
 class Query(Record):
-    """What a method personalizes from: a user, that user's N shots, and a new question."""
+    """What a method personalizes from: a user, that user's N shots, and a new question.
+
+    A method sees the user's description and attributes only when it declares that it needs
+    them (``Method.sees_user_profile``, the ``oracle`` baseline); the others get the query
+    :meth:`without_profile`. Judges always see the whole user.
+    """
 
     user: User
     shots: list[Preference]
     question: str
     question_id: str = ""
 
+    def without_profile(self) -> Query:
+        """The same query with the user's description and attributes removed (the id stays)."""
+        return dataclasses.replace(self, user=User(self.user.id, ""))
+
+
+#: The health of one answer (docs/runs.md, "Answer health"). ``empty`` and ``format_error`` are
+#: failed answers: never shown to a judge, they lose their comparison in both orders.
+AnswerStatus = Literal["ok", "empty", "format_error", "truncated"]
+FAILED_STATUSES: tuple[str, ...] = ("empty", "format_error")
+
 
 @dataclass(frozen=True)
 class Generation(Record):
-    """A method's answer to a query. ``raw`` is the model's text before header stripping."""
+    """A method's answer to a query. ``raw`` is the model's text before header stripping;
+    ``status`` says whether the answer can be judged (:data:`AnswerStatus`)."""
 
     method: str
     query: Query
     text: str
     raw: str
     meta: dict[str, Any] = field(default_factory=dict)
+    status: AnswerStatus = "ok"
+
+    @property
+    def failed(self) -> bool:
+        return self.status in FAILED_STATUSES
 
 
 @dataclass(frozen=True)
@@ -159,6 +180,8 @@ class RunSpec(Record):
     judge_options: dict[str, Any] = field(default_factory=dict)
     #: Held-out pairs per domain scored for the method's preference accuracy (0: none).
     prefacc: int = 0
+    #: Also score each pair with another user's shots (personalization specificity).
+    specificity: bool = False
 
     def config_hash(self) -> str:
         from fspo_bench.hashing import stable_hash

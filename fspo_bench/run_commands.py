@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from collections import defaultdict
 from pathlib import Path
 from typing import Annotated, Optional
 
@@ -14,9 +15,10 @@ from fspo_bench.embedded import EMBEDDED, EMBEDDED_GENERATION_DEFAULTS, EMBEDDED
 from fspo_bench.errors import FspoBenchError
 from fspo_bench.options import parse_options
 from fspo_bench.records import RunResult, RunSpec
-from fspo_bench.rundir import read_judgments
+from fspo_bench.rundir import PREFACC, read_json, read_judgments
 from fspo_bench.runner import Runner, load_runner, plan
-from fspo_bench.stats import outcome, paired_difference, query_scores
+from fspo_bench.spec_checks import check_spec
+from fspo_bench.stats import Outcome, method_difference, outcome, query_scores
 
 JudgeOptions = Annotated[Optional[list[str]], typer.Option(  # noqa: UP045
     help="KEY=VALUE option for the judge (repeatable), e.g. api_base=http://127.0.0.1:8000/v1.")]
@@ -39,15 +41,29 @@ def print_result(result: RunResult, out: Path) -> None:
         typer.echo(f"  {r.domain:<10} winrate {_format(r.winrate):>5} "
                    f"[{_format(r.ci_low)}, {_format(r.ci_high)}]  "
                    f"W/L/T {r.n_wins}/{r.n_losses}/{r.n_ties}  invalid {r.n_invalid}  "
-                   f"queries {r.extra['n_queries']}" + _prefacc_text(r.extra))
+                   f"queries {r.extra['n_queries']}" + _failed_text(r.extra)
+                   + _prefacc_text(r.extra))
 
 
 def _prefacc_text(extra: dict) -> str:
     if extra.get("prefacc") is None:
         return ""
-    low, high = (_format(None if extra[k] is None else 100 * extra[k])
-                 for k in ("prefacc_ci_low", "prefacc_ci_high"))
-    return f"  prefacc {100 * extra['prefacc']:.1f} [{low}, {high}] on {extra['prefacc_n']} pairs"
+    text = f"  prefacc {_interval(extra, 'prefacc')} on {extra['prefacc_n']} pairs"
+    if extra.get("specificity") is not None:
+        text += f"  specificity {_interval(extra, 'specificity')}"
+    return text
+
+
+def _interval(extra: dict, key: str) -> str:
+    return (f"{_format(extra[key])} [{_format(extra[f'{key}_ci_low'])}, "
+            f"{_format(extra[f'{key}_ci_high'])}]")
+
+
+def _failed_text(extra: dict) -> str:
+    n = extra.get("n_failed")
+    if not n:
+        return ""
+    return f"  FAILED {n} ({_format(extra['failed_share'])}%)"
 
 
 def _methods(requested: list[str], model: str, checkpoint: str | None) -> list[str]:
@@ -96,7 +112,11 @@ def add_run_commands(app: typer.Typer) -> None:
                  "else all].")] = None,
         prefacc: Annotated[Optional[int], typer.Option(  # noqa: UP045
             help="Held-out pairs per domain scored for preference accuracy, 0 = none "
-                 "[default: 32 on the embedded model, else 0].")] = None,
+                 "[default: 64 on the embedded model, else 0].")] = None,
+        specificity: Annotated[bool, typer.Option(
+            "--specificity", help="Also score each preference-accuracy pair with an opposed "
+                                  "user's shots (personalization specificity; twice the "
+                                  "scoring).")] = False,
         seed: Annotated[int, typer.Option(help="Seed for shots, sampling and bootstrap.")] = 0,
         checkpoint: Annotated[Optional[str], typer.Option(  # noqa: UP045
             help="Trained checkpoint for methods that need one.")] = None,
@@ -131,13 +151,17 @@ def add_run_commands(app: typer.Typer) -> None:
         judge_options = parse_options(judge_option or [])
         backend_options = parse_options(backend_option or [])
         names = _methods(method, model, checkpoint)
+        specs = [RunSpec(method=name, domains=domains, model=model, backend=backend,
+                         judge=judge, reference=reference, data=data, shots=shots,
+                         limit=limit, seed=seed, checkpoint=checkpoint,
+                         generation=generation, judge_options=judge_options,
+                         backend_options=backend_options, prefacc=prefacc or 0,
+                         specificity=specificity)
+                 for name in names]
+        for spec in specs:
+            check_spec(spec)  # every option in range before any work
         with _cache(cache) as response_cache:
-            for name in names:
-                spec = RunSpec(method=name, domains=domains, model=model, backend=backend,
-                               judge=judge, reference=reference, data=data, shots=shots,
-                               limit=limit, seed=seed, checkpoint=checkpoint,
-                               generation=generation, judge_options=judge_options,
-                               backend_options=backend_options, prefacc=prefacc or 0)
+            for name, spec in zip(names, specs, strict=True):
                 if out is None:
                     run_dir = Path("runs") / f"{name}-{spec.config_hash()}"
                 else:
@@ -188,15 +212,40 @@ def add_run_commands(app: typer.Typer) -> None:
         run_b: Annotated[Path, typer.Argument(help="Run directory B.")],
         seed: Annotated[int, typer.Option(help="Bootstrap seed.")] = 0,
     ) -> None:
-        """Winrate of A minus B over their common queries, with a paired cluster bootstrap CI."""
-        a, b = (read_judgments(run) for run in (run_a, run_b))
-        for name in sorted({j.meta["domain"] for j in a} & {j.meta["domain"] for j in b}):
-            scores = [query_scores([outcome(j) for j in js if j.meta["domain"] == name])
-                      for js in (a, b)]
-            try:
-                diff = paired_difference(*scores, seed=seed)
-            except ValueError as exc:
-                raise FspoBenchError(f"{name}: {exc}") from None
-            typer.echo(f"{name:<10} A - B = {diff['difference']:+.1f} "
-                       f"[{diff['ci_low']:+.1f}, {diff['ci_high']:+.1f}] over "
-                       f"{diff['n_queries']} queries of {diff['n_users']} users")
+        """A minus B per domain, paired on the same items with user-clustered bootstrap CIs:
+        winrate over common judged queries; preference accuracy over common pairs, with an
+        exact McNemar test."""
+        a, b = _compare_items(run_a), _compare_items(run_b)
+        lines = []
+        for name in sorted(set(a) & set(b)):
+            (scores_a, samples_a), (scores_b, samples_b) = a[name], b[name]
+            diff = method_difference(scores_a, scores_b, samples_a, samples_b, seed=seed)
+            lines.extend(f"{name:<10} {line}" for line in _compare_lines(diff))
+        if not lines:
+            raise FspoBenchError(f"{run_a} and {run_b} share no judged query and no labelled "
+                                 "pair: nothing to compare")
+        typer.echo("\n".join(lines))
+
+
+def _compare_items(run_dir: Path) -> dict[str, tuple[dict[tuple[str, str], float], list[dict]]]:
+    """Per domain of a run: its query scores (judgments.jsonl) and its preference-accuracy
+    samples (preference_accuracy.json; none without one)."""
+    outcomes: dict[str, list[Outcome]] = defaultdict(list)
+    for j in read_judgments(run_dir):
+        outcomes[j.meta["domain"]].append(outcome(j))
+    report = read_json(run_dir / PREFACC) if (run_dir / PREFACC).exists() else {}
+    return {name: (query_scores(outcomes.get(name, [])), report.get(name, {}).get("samples", []))
+            for name in set(outcomes) | set(report)}
+
+
+def _compare_lines(diff: dict) -> list[str]:
+    lines = []
+    if (w := diff["winrate"]) is not None:
+        lines.append(f"winrate A - B = {w['difference']:+.1f} [{w['ci_low']:+.1f}, "
+                     f"{w['ci_high']:+.1f}] over {w['n_queries']} queries of {w['n_users']} users")
+    if (p := diff["prefacc"]) is not None:
+        lines.append(f"prefacc A - B = {p['difference']:+.1f} [{p['ci_low']:+.1f}, "
+                     f"{p['ci_high']:+.1f}] over {p['n_pairs']} pairs of {p['n_users']} users "
+                     f"({p['kind']}); McNemar: A better on {p['n_a_better']}, B on "
+                     f"{p['n_b_better']}, exact p = {p['p_value']:.3g}")
+    return lines

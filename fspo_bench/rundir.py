@@ -14,6 +14,7 @@ from fspo_bench.records import Generation, Judgment, Record, RunResult
 CONFIG, GENERATIONS, JUDGMENTS, RESULTS = (
     "config.json", "generations.jsonl", "judgments.jsonl", "results.json")
 PREFACC = "preference_accuracy.json"
+CANARIES = "judge_canaries.json"
 R = TypeVar("R", bound=Record)
 
 

@@ -18,18 +18,22 @@ from pathlib import Path
 from typing import Any
 
 from fspo_bench import __version__, plugins
+from fspo_bench.answer_health import answer_status, failed_verdict, health_columns
 from fspo_bench.backend import Backend, GenerationParams, GenerationRequest
 from fspo_bench.cache import ResponseCache
+from fspo_bench.calls import drive
+from fspo_bench.canaries import GATED_KINDS, build_canaries, canary_report
 from fspo_bench.dataset import DomainData
 from fspo_bench.embedded import EMBEDDED
 from fspo_bench.errors import FspoBenchError
 from fspo_bench.judge import Comparison, Judge
 from fspo_bench.method import Method, checkpoint_for
-from fspo_bench.method_prefacc import method_preference_accuracy
+from fspo_bench.method_prefacc import Scorer, method_preference_accuracy
 from fspo_bench.prefacc import LoglikCount
 from fspo_bench.progress import StageProgress
 from fspo_bench.records import DomainResult, Generation, Judgment, Query, RunResult, RunSpec
 from fspo_bench.rundir import (
+    CANARIES,
     CONFIG,
     GENERATIONS,
     JUDGMENTS,
@@ -44,6 +48,8 @@ from fspo_bench.rundir import (
 from fspo_bench.stats import METHOD_FIRST, domain_result
 
 REFERENCE_FIRST = "reference_first"
+#: Held-out pairs per domain whose degenerate variants test a run's judge.
+CANARY_PAIRS = 4
 
 
 @dataclass
@@ -144,16 +150,30 @@ def cached_generate(backend: Backend, requests: Sequence[GenerationRequest], cac
 def generate(method: Method, role: str, domain: str, queries: Sequence[Query],
              backend: Backend, params: GenerationParams, cache: ResponseCache,
              count: StageCount, progress: Progress) -> list[Generation]:
-    requests = [method.build_request(q, params) for q in queries]
-    raws = cached_generate(backend, requests, cache, count, progress, f"{count.stage} [{domain}]")
+    """The method's answers to the queries, each call through the cache, with their health
+    (:mod:`fspo_bench.answer_health`). A method sees the user's profile only when it declares
+    ``sees_user_profile``; the generations keep the whole query for the judges."""
+    asked = [q if method.sees_user_profile else q.without_profile() for q in queries]
+    last: dict[int, tuple[GenerationRequest, str]] = {}
+    raws = drive([method.calls(q, params) for q in asked],
+                 lambda requests: cached_generate(backend, requests, cache, count, progress,
+                                                  f"{count.stage} [{domain}]"),
+                 on_text=lambda i, request, text: last.__setitem__(i, (request, text)))
     generations = []
-    for query, raw in zip(queries, raws, strict=True):
+    for i, (query, raw) in enumerate(zip(queries, raws, strict=True)):
         parsed = method.parse(raw)
         meta = {"domain": domain, "role": role, "question_id": query.question_id}
         if parsed.description is not None:
             meta["description"] = parsed.description
-        generations.append(Generation(method.name, query, parsed.response, raw, meta))
+        status = answer_status(parsed, truncated=i in last and _hit_limit(backend, *last[i]))
+        generations.append(Generation(method.name, query, parsed.response, raw, meta, status))
     return generations
+
+
+def _hit_limit(backend: Backend, request: GenerationRequest, text: str) -> bool:
+    """Whether the text of a call filled its ``max_new_tokens`` (False when unknown)."""
+    tokens = backend.token_count(text) if text else 0
+    return tokens is not None and tokens >= request.params.max_new_tokens
 
 
 def comparisons_for(method_gen: Generation, reference_gen: Generation
@@ -177,6 +197,10 @@ def cached_judge(judge: Judge, comparisons: Sequence[Comparison], cache: Respons
                        lambda batch: [j.to_dict() for j in judge.judge(batch)],
                        judge.batch_size, count, progress, count.stage, status)
     return [Judgment.from_dict(value) for value in found]
+
+
+def _failed_note(n: int) -> str:
+    return f"; {n} comparison(s) of failed answers scored without the judge" if n else ""
 
 
 def pair_generations(generations: Sequence[Generation]) -> list[tuple[Generation, Generation]]:
@@ -244,20 +268,24 @@ class Runner:
 
     def preference_accuracy(self) -> dict[str, Any]:
         """The method's preference accuracy on ``spec.prefacc`` held-out pairs per domain
-        (:mod:`fspo_bench.method_prefacc`), written to preference_accuracy.json; nothing when
-        ``spec.prefacc`` is 0."""
+        (:mod:`fspo_bench.method_prefacc`: calibrated against the reference method, with
+        specificity when ``spec.specificity``), written to preference_accuracy.json; nothing
+        when ``spec.prefacc`` is 0."""
         spec = self.spec
         if not spec.prefacc:
             return {}
-        count = LoglikCount()
+        count, calls = LoglikCount(), StageCount("prefacc calls")
         report = {}
         for name, data in load_domains(spec, strict=self.strict).items():
-            result = method_preference_accuracy(
-                make_method(spec, spec.method, name), self.backend, data, shots=spec.shots,
-                seed=spec.seed, limit=spec.prefacc, params=params_of(spec), cache=self.cache,
-                count=count, progress=self.progress)
-            report[name] = result
-        self.log(f"preference accuracy: {count}")
+            scorer = Scorer(self.backend, lambda requests: cached_generate(
+                self.backend, requests, self.cache, calls, self.progress), params_of(spec),
+                cache=self.cache, count=count, progress=self.progress)
+            report[name] = method_preference_accuracy(
+                make_method(spec, spec.method, name), make_method(spec, spec.reference, name),
+                data, scorer=scorer, shots=spec.shots, seed=spec.seed, limit=spec.prefacc,
+                specificity=spec.specificity)
+        self.log(f"preference accuracy: {count}" + (f"; {calls}" if calls.cached + calls.new
+                                                      else ""))
         write_json(self.out / PREFACC, report)
         return report
 
@@ -270,33 +298,62 @@ class Runner:
         judge = make_judge(name, self.spec.judge_options)
         judge.check()
         pairs = pair_generations(read_generations(self.out))
-        tagged = [t for m, r in pairs for t in comparisons_for(m, r)]
+        tagged = [(order, c, (m, r)) for m, r in pairs for order, c in comparisons_for(m, r)]
+        shown = [(c, m, r) if order == METHOD_FIRST else (c, r, m) for order, c, (m, r) in tagged]
+        to_judge = [c for c, a, b in shown if not (a.failed or b.failed)]
         count = StageCount(f"judge ({name})")
-        judgments = cached_judge(judge, [c for _, c in tagged], self.cache, count, self.progress)
-        self.log(str(count))
+        judged = iter(cached_judge(judge, to_judge, self.cache, count, self.progress))
+        self.log(str(count) + _failed_note(len(shown) - len(to_judge)))
         judge_id = judge_identity_id(judge)
         out = []
-        for (order, _), (m, r), judgment in zip(tagged, [p for p in pairs for _ in (0, 1)],
-                                                judgments, strict=True):
+        for (order, _, (m, r)), (c, a, b) in zip(tagged, shown, strict=True):
+            judgment = (failed_verdict(c, name, a, b) if a.failed or b.failed
+                        else next(judged))
             meta = {**judgment.meta, "domain": m.meta["domain"],
                     "question_id": m.meta["question_id"], "method": m.method,
                     "reference": r.method, "order": order, "judge_id": judge_id}
-            out.append(Judgment(judgment.judge, judgment.user, judgment.question, judgment.a,
-                                judgment.b, judgment.winner, judgment.raw, judgment.valid, meta))
+            out.append(replace(judgment, meta=meta))
         write_records(self.out / JUDGMENTS, out)
+        self._judge_canaries(judge)
         self._write_config(judge=judge.identity())
         return out
+
+    def _judge_canaries(self, judge: Judge) -> None:
+        """The judge's verdicts on degenerate-answer canaries of each domain
+        (:mod:`fspo_bench.canaries`), through the cache, into judge_canaries.json; one
+        warning line per domain where it fails any gated canary."""
+        count = StageCount(f"judge canaries ({self.spec.judge})")
+        report = {}
+        for name, data in load_domains(self.spec, strict=self.strict).items():
+            canaries = build_canaries(data, n=CANARY_PAIRS, seed=self.spec.seed)
+            verdicts = cached_judge(judge, [c.comparison for c in canaries], self.cache, count,
+                                    self.progress)
+            report[name] = canary_report(canaries, verdicts)
+        self.log(str(count))
+        for name, result in report.items():
+            gated = [result["by_kind"][k] for k in GATED_KINDS if k in result["by_kind"]]
+            if gated and all(k["invalid"] == k["n"] for k in gated):
+                result["pass_rate"] = None  # a judge of labels only, as the oracle: not tested
+                self.log(f"judge {self.spec.judge} gives no valid verdict on the canaries of "
+                         f"{name}: it cannot judge generated text")
+            elif result["pass_rate"] is not None and result["pass_rate"] < 100:
+                self.log(f"warning: judge {self.spec.judge} passes {result['pass_rate']:.1f}% of "
+                         f"the empty/echo/truncation canaries on {name}: its verdicts can favour "
+                         f"degenerate answers ({CANARIES})")
+        write_json(self.out / CANARIES, report)
 
     def score(self) -> RunResult:
         """Statistics from the run's files alone."""
         generations = read_generations(self.out)
         judgments = read_judgments(self.out)
-        results = [domain_result(domain,
-                                 [j for j in judgments if j.meta["domain"] == domain],
-                                 [g for g in generations if g.meta["domain"] == domain],
-                                 seed=self.spec.seed)
-                   for domain in self.spec.domains]
+        results = []
+        for domain in self.spec.domains:
+            mine = [g for g in generations if g.meta["domain"] == domain]
+            result = domain_result(domain, [j for j in judgments if j.meta["domain"] == domain],
+                                   mine, seed=self.spec.seed)
+            results.append(replace(result, extra={**result.extra, **health_columns(mine)}))
         results = _with_preference_accuracy(self.out / PREFACC, results)
+        results = _with_canaries(self.out / CANARIES, results)
         results = _keep_attached_columns(self.out / RESULTS, results)
         config = read_json(self.out / CONFIG)
         result = RunResult(self.spec, results, self.spec.config_hash(), __version__,
@@ -385,10 +442,19 @@ def plan(spec: RunSpec, cache: ResponseCache, strict: bool = False) -> Plan:
     return Plan(spec.method, len(queries), generations, judgments, cost)
 
 
+#: results.json columns from preference_accuracy.json: (column, key of the domain's report).
+PREFACC_COLUMNS = (
+    ("prefacc", "acc"), ("prefacc_ci_low", "acc_ci_low"), ("prefacc_ci_high", "acc_ci_high"),
+    ("prefacc_n", "acc_n"), ("prefacc_summed", "acc_summed"), ("prefacc_norm", "acc_norm"),
+    ("specificity", "specificity"), ("specificity_ci_low", "specificity_ci_low"),
+    ("specificity_ci_high", "specificity_ci_high"), ("specificity_n", "specificity_n"),
+)
+
+
 def _with_preference_accuracy(path: Path, results: list[DomainResult]) -> list[DomainResult]:
-    """Results with ``prefacc`` (0-1), its 95% interval, ``prefacc_n`` (pairs) and
-    ``prefacc_norm`` (the same with log-probabilities per character) in ``extra``, from the
-    run's preference_accuracy.json when the run has one."""
+    """Results with the calibrated preference accuracy (percent) and its interval, the summed
+    and per-character variants, specificity and the accuracy per user group in ``extra``, from
+    the run's preference_accuracy.json when the run has one (docs/runs.md)."""
     if not path.exists():
         return results
     report = read_json(path)
@@ -396,11 +462,24 @@ def _with_preference_accuracy(path: Path, results: list[DomainResult]) -> list[D
     for r in results:
         p = report.get(r.domain)
         if p is not None:
-            r = replace(r, extra={**r.extra, "prefacc": p["acc"], "prefacc_ci_low": p["acc_ci_low"],
-                                  "prefacc_ci_high": p["acc_ci_high"], "prefacc_n": p["n_docs"],
-                                  "prefacc_norm": p["acc_norm"]})
+            columns = {column: p.get(key) for column, key in PREFACC_COLUMNS}
+            if not columns["specificity_n"]:
+                columns = {k: v for k, v in columns.items() if not k.startswith("specificity")}
+            groups = {f"prefacc_{group}": g["acc"] for group, g in p.get("by_group", {}).items()}
+            r = replace(r, extra={**r.extra, **columns, **groups})
         out.append(r)
     return out
+
+
+def _with_canaries(path: Path, results: list[DomainResult]) -> list[DomainResult]:
+    """Results with ``judge_canary_pass`` (percent of gated canaries the judge passed) and
+    ``judge_canary_n``, from the run's judge_canaries.json when it has one."""
+    if not path.exists():
+        return results
+    report = read_json(path)
+    return [replace(r, extra={**r.extra, "judge_canary_pass": report[r.domain]["pass_rate"],
+                              "judge_canary_n": report[r.domain]["n"]})
+            if r.domain in report else r for r in results]
 
 
 def _keep_attached_columns(path: Path, results: list[DomainResult]) -> list[DomainResult]:

@@ -1,14 +1,19 @@
 """Read run directories (docs/runs.md), check them, and turn them into leaderboard rows.
 
 Nothing here recomputes a statistic that ``results.json`` gives: the numbers in a row are the
-run's own. What is checked is that the four files agree with each other (the same spec and config
-hash; per domain, as many single-order verdicts of each kind in ``judgments.jsonl`` as
-``results.json`` counts), so that every row can be recomputed from the run's published judgments.
+run's own (an older run's preference accuracy is only put on today's percent scale, see
+:func:`current_extra`). What is checked is that the four files agree with each other (the same
+spec and config hash; per domain, as many single-order verdicts of each kind in
+``judgments.jsonl`` as ``results.json`` counts), so that every row can be recomputed from the
+run's published judgments. The one thing computed here is what no single run can give: with
+``--vs METHOD``, each row's paired difference from that method's row (:func:`add_differences`,
+with :func:`fspo_bench.stats.method_difference` on the runs' judgments and pair samples).
 """
 
 from __future__ import annotations
 
 import csv
+import functools
 import io
 import json
 import math
@@ -24,6 +29,7 @@ from typing import Any
 
 from fspo_bench.errors import FspoBenchError
 from fspo_bench.records import Generation, Judgment, Record, RunResult, RunSpec
+from fspo_bench.stats import method_difference, outcome, query_scores
 
 RUN_FILES = ("config.json", "generations.jsonl", "judgments.jsonl", "results.json")
 OUTPUT_FILES = ("leaderboard.md", "leaderboard.csv", "leaderboard.json", "index.html")
@@ -36,23 +42,52 @@ PAPER_SOURCE = "FSPO (arXiv 2502.19312, ICLR 2026), winrate vs the base model"
 METHOD_FIRST = "method_first"
 
 # Statistics every DomainResult carries in ``extra`` (docs/runs.md); other numeric keys that
-# metric plugins add become extra columns after these.
+# metric plugins add become extra columns after these. Runs from before a key existed leave it
+# empty.
 KNOWN_EXTRA = (
     "position_consistency",
     "length_controlled_winrate",
+    "length_controlled_reliable",
     "mean_length",
     "mean_length_reference",
     "n_queries",
     "n_users",
+    "n_failed",
+    "n_failed_reference",
+    "failed_share",
+    "judge_canary_pass",
+    "prefacc",
+    "prefacc_ci_low",
+    "prefacc_ci_high",
+    "prefacc_n",
+    "prefacc_summed",
+    "prefacc_norm",
+    "specificity",
+    "specificity_ci_low",
+    "specificity_ci_high",
 )
+#: A row whose method failed more than this share (percent) of its answers in a domain is
+#: marked (``failed_over_10pct``).
+FAILED_LIMIT = 10.0
 LEAD_COLUMNS = (
     "source", "method", "method_label", "domain", "subset", "shots", "model", "backend",
     "judge_id", "template_hash", "reference",
     "winrate", "ci_low", "ci_high", "n_wins", "n_losses", "n_ties", "n_invalid",
-    *KNOWN_EXTRA,
+    *KNOWN_EXTRA, "failed_over_10pct",
+)
+#: With ``--vs METHOD``: the row's paired difference from METHOD's row (percentage points).
+VS_COLUMNS = (
+    "vs", "vs_winrate_diff", "vs_winrate_diff_ci_low", "vs_winrate_diff_ci_high", "vs_winrate_n",
+    "vs_prefacc_diff", "vs_prefacc_diff_ci_low", "vs_prefacc_diff_ci_high", "vs_prefacc_n",
+    "vs_prefacc_mcnemar_p", "vs_prefacc_kind",
 )
 TAIL_COLUMNS = ("config_hash", "package_version", "date", "run_dir")
-INTEGER_COLUMNS = ("shots", "n_wins", "n_losses", "n_ties", "n_invalid", "n_queries", "n_users")
+INTEGER_COLUMNS = ("shots", "n_wins", "n_losses", "n_ties", "n_invalid", "n_queries", "n_users",
+                   "n_failed", "n_failed_reference", "prefacc_n", "vs_winrate_n", "vs_prefacc_n")
+BOOLEAN_COLUMNS = ("length_controlled_reliable", "failed_over_10pct")
+TEXT_COLUMNS = ("subset", "template_hash", "vs", "vs_prefacc_kind", "config_hash",
+                "package_version", "date", "run_dir")
+PREFACC_FILE = "preference_accuracy.json"
 
 
 class RunDirError(FspoBenchError):
@@ -263,8 +298,29 @@ def _observed_shots(run: Run, domain: str) -> int | None:
     return run.spec.shots
 
 
+def current_extra(extra: dict[str, Any]) -> dict[str, Any]:
+    """A DomainResult's ``extra`` on today's scales. A run from before calibrated preference
+    accuracy (``prefacc`` without ``prefacc_summed``) gives ``prefacc`` and ``prefacc_norm`` as
+    0-1 fractions of the summed and per-character log-probability accuracies: they become
+    ``prefacc_summed`` and ``prefacc_norm`` in percent, the calibrated columns stay empty (that
+    run never measured it) and the old interval, which was the summed one's, is left out."""
+    if not _is_number(extra.get("prefacc")) or "prefacc_summed" in extra:
+        return extra
+    out = {k: v for k, v in extra.items() if not k.startswith("prefacc")}
+    norm = extra.get("prefacc_norm")
+    return {**out, "prefacc_summed": 100 * extra["prefacc"], "prefacc_n": extra.get("prefacc_n"),
+            "prefacc_norm": 100 * norm if _is_number(norm) else None}
+
+
+def _known(key: str, value: Any) -> Any:
+    if key in BOOLEAN_COLUMNS:
+        return value if isinstance(value, bool) else None
+    return value if _is_number(value) else None
+
+
 def run_rows(run: Run) -> list[dict[str, Any]]:
-    """One row per domain of a run, with the numbers exactly as results.json gives them."""
+    """One row per domain of a run, with the numbers exactly as results.json gives them (on
+    today's scales: :func:`current_extra`)."""
     backend = run.config.get("backend")
     backend = backend if isinstance(backend, dict) else {}
     judge_id, template_hash = judge_identity(run.config.get("judge"), run.spec.judge)
@@ -290,10 +346,12 @@ def run_rows(run: Run) -> list[dict[str, Any]]:
             "n_ties": r.n_ties,
             "n_invalid": r.n_invalid,
         }
+        extra = current_extra(r.extra)
         for key in KNOWN_EXTRA:
-            value = r.extra.get(key)
-            row[key] = value if _is_number(value) else None
-        for key, value in sorted(r.extra.items()):
+            row[key] = _known(key, extra.get(key))
+        share = row["failed_share"]
+        row["failed_over_10pct"] = None if share is None else share > FAILED_LIMIT
+        for key, value in sorted(extra.items()):
             if key not in row and key not in TAIL_COLUMNS and _is_number(value):
                 row[key] = value
         row["config_hash"] = run.result.config_hash
@@ -302,6 +360,67 @@ def run_rows(run: Run) -> list[dict[str, Any]]:
         row["run_dir"] = os.path.abspath(run.path)
         rows.append(row)
     return rows
+
+
+# --------------------------------------------------------------------------- paired differences
+
+
+def _paired_items(run: Run, domain: str) -> tuple[dict[tuple[str, str], float], list[Any]]:
+    """One run's query scores on one domain (its judgments that name their order and question)
+    and its preference-accuracy samples there (none without preference_accuracy.json)."""
+    outcomes = [outcome(j) for j in run.judgments if run.domain_of(j.meta) == domain
+                and j.meta.get("order") is not None and j.meta.get("question_id") is not None]
+    path = run.path / PREFACC_FILE
+    report = _read_json(path) if path.is_file() else {}
+    samples = report.get(domain, {}).get("samples", []) if isinstance(report, dict) else []
+    return query_scores(outcomes), samples
+
+
+def _difference_columns(diff: dict[str, Any]) -> dict[str, Any]:
+    w, p = diff["winrate"] or {}, diff["prefacc"] or {}
+    return {
+        "vs_winrate_diff": w.get("difference"), "vs_winrate_diff_ci_low": w.get("ci_low"),
+        "vs_winrate_diff_ci_high": w.get("ci_high"), "vs_winrate_n": w.get("n_queries"),
+        "vs_prefacc_diff": p.get("difference"), "vs_prefacc_diff_ci_low": p.get("ci_low"),
+        "vs_prefacc_diff_ci_high": p.get("ci_high"), "vs_prefacc_n": p.get("n_pairs"),
+        "vs_prefacc_mcnemar_p": p.get("p_value"), "vs_prefacc_kind": p.get("kind"),
+    }
+
+
+def add_differences(runs: Sequence[Run], rows: list[dict[str, Any]], vs: str, *,
+                    seed: int = 0) -> None:
+    """Give every run row its paired difference from the row of method ``vs`` with the same
+    domain, model and judge (:data:`VS_COLUMNS`): winrate over their common judged queries,
+    preference accuracy over their common pairs with the exact McNemar p-value. Rows without
+    such a baseline row, and the baseline rows themselves, have only ``vs``."""
+    by_dir = {os.path.abspath(run.path): run for run in runs}
+    baselines: dict[tuple[str, str, str], dict[str, Any]] = {}
+    for row in rows:
+        key = (row["domain"], row["model"], row["judge_id"])
+        if row["method"] == vs:
+            if key in baselines:
+                raise FspoBenchError(
+                    f"--vs {vs}: two runs of {vs} on {key[0]} with model {key[1]} and judge "
+                    f"{key[2]} ({baselines[key]['run_dir']}, {row['run_dir']}): pass one")
+            baselines[key] = row
+    if not baselines:
+        methods = ", ".join(sorted({row["method"] for row in rows}))
+        raise FspoBenchError(f"--vs {vs}: no run of method {vs!r} (the runs are of {methods})")
+    items = functools.cache(lambda run_dir, domain: _paired_items(by_dir[run_dir], domain))
+    for row in rows:
+        row["vs"] = vs
+        base = baselines.get((row["domain"], row["model"], row["judge_id"]))
+        if base is None or base is row:
+            continue
+        scores_a, samples_a = items(row["run_dir"], row["domain"])
+        scores_b, samples_b = items(base["run_dir"], base["domain"])
+        try:
+            diff = method_difference(scores_a, scores_b, samples_a, samples_b, seed=seed)
+        except (KeyError, TypeError, ValueError) as exc:
+            raise FspoBenchError(
+                f"{row['run_dir']} vs {base['run_dir']}: {PREFACC_FILE} samples are not as "
+                f"docs/runs.md describes them ({exc!r})") from exc
+        row.update(_difference_columns(diff))
 
 
 def paper_rows() -> list[dict[str, Any]]:
@@ -329,22 +448,26 @@ def paper_rows() -> list[dict[str, Any]]:
 
 
 def frame(rows: Sequence[dict[str, Any]]):
-    """The leaderboard DataFrame: fixed columns first, extra metrics, provenance last; sorted by
-    domain, then winrate (highest first)."""
+    """The leaderboard DataFrame: fixed columns first, ``--vs`` differences if any, extra
+    metrics, provenance last; sorted by domain, then winrate (highest first)."""
     import pandas as pd
 
-    extra = sorted({k for row in rows for k in row} - set(LEAD_COLUMNS) - set(TAIL_COLUMNS))
-    columns = [*LEAD_COLUMNS, *extra, *TAIL_COLUMNS]
+    present = {k for row in rows for k in row}
+    vs = [c for c in VS_COLUMNS if c in present]
+    extra = sorted(present - set(LEAD_COLUMNS) - set(VS_COLUMNS) - set(TAIL_COLUMNS))
+    columns = [*LEAD_COLUMNS, *vs, *extra, *TAIL_COLUMNS]
     df = pd.DataFrame(list(rows), columns=columns)
-    for column in INTEGER_COLUMNS:
-        df[column] = pd.array([None if _missing(v) else int(v) for v in df[column]],
-                              dtype="Int64")
-    for column in ("winrate", "ci_low", "ci_high", *KNOWN_EXTRA, *extra):
-        if column not in INTEGER_COLUMNS:
+    for column in columns:
+        if column in INTEGER_COLUMNS:
+            df[column] = pd.array([None if _missing(v) else int(v) for v in df[column]],
+                                  dtype="Int64")
+        elif column in BOOLEAN_COLUMNS:
+            df[column] = pd.array([None if _missing(v) else bool(v) for v in df[column]],
+                                  dtype="boolean")
+        elif column in TEXT_COLUMNS:
+            df[column] = df[column].astype("object")
+        elif column in ("winrate", "ci_low", "ci_high", *KNOWN_EXTRA, *vs, *extra):
             df[column] = pd.to_numeric(df[column], errors="coerce").astype("float64")
-    for column in ("subset", "template_hash", "config_hash", "package_version", "date",
-                   "run_dir"):
-        df[column] = df[column].astype("object")
     df = df.sort_values(["domain", "winrate", "source", "method"],
                         ascending=[True, False, False, True], na_position="last", kind="stable")
     return df.reset_index(drop=True)
@@ -504,14 +627,17 @@ def write_atomically(out: Path, files: dict[str, str]) -> None:
 
 
 def build(run_dirs: Sequence[Path], out: Path, *, title: str, max_samples: int = 50,
-          with_paper: bool = False) -> dict[str, Any]:
-    """Read the runs, render the four files and write them into ``out``; returns a summary."""
+          with_paper: bool = False, vs: str | None = None) -> dict[str, Any]:
+    """Read the runs, render the four files and write them into ``out``; returns a summary.
+    With ``vs``, rows carry their paired difference from that method's rows."""
     from fspo_bench.leaderboard import render
 
     if max_samples < 0:
         raise FspoBenchError("--max-samples must be 0 or more")
     runs = read_runs(run_dirs)
     rows = [row for run in runs for row in run_rows(run)]
+    if vs is not None:
+        add_differences(runs, rows, vs)
     n_paper = 0
     if with_paper:
         extra = paper_rows()

@@ -8,7 +8,7 @@ only when the command runs, so ``fspo-bench --help`` stays fast.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Optional
 
 import typer
 
@@ -41,12 +41,17 @@ def register_commands(cli: typer.Typer) -> None:
         with_paper: Annotated[bool, typer.Option(
             "--with-paper", help="Add the FSPO paper's published winrates as reference rows.")]
             = False,
+        vs: Annotated[Optional[str], typer.Option(  # noqa: UP045
+            "--vs", metavar="METHOD",
+            help="Add each row's paired difference from METHOD's row of the same domain, model "
+                 "and judge: winrate and preference accuracy, with 95% CIs and McNemar's p.")]
+            = None,
     ) -> None:
         """Build the leaderboard files from run directories."""
         from fspo_bench.leaderboard.build import build
 
         summary = build(run_dirs, out, title=title, max_samples=max_samples,
-                        with_paper=with_paper)
+                        with_paper=with_paper, vs=vs)
         paper = f" and {summary['paper_rows']} paper rows" if summary["paper_rows"] else ""
         typer.echo(f"wrote {', '.join(summary['files'])} to {out} "
                    f"({summary['rows'] - summary['paper_rows']} rows from {summary['runs']} "

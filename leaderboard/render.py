@@ -19,7 +19,7 @@ from typing import Any
 from fspo_bench import __version__
 from fspo_bench.errors import FspoBenchError
 
-from .build import LEAD_COLUMNS, TAIL_COLUMNS, records
+from .build import FAILED_LIMIT, LEAD_COLUMNS, TAIL_COLUMNS, VS_COLUMNS, records
 
 RUN_COLOR = "#1f5fa8"
 PAPER_COLOR = "#8a8a8a"
@@ -65,26 +65,69 @@ def _day(value: Any) -> str:
     return _text(value)[:10]
 
 
-#: A run's preference accuracy (``--prefacc``) shows as one column, in percent with its interval.
-PREFACC_KEYS = ("prefacc", "prefacc_ci_low", "prefacc_ci_high", "prefacc_n")
-PREFACC_HEADER = "pref. acc. [95% CI]"
+def signed_text(value: Any, low: Any, high: Any) -> str:
+    """``+12.3 [+4.0, +20.1]`` for a difference in points; empty without one."""
+    v, lo, hi = _num(value), _num(low), _num(high)
+    if v is None:
+        return ""
+    if lo is None or hi is None:
+        return f"{v:+.1f}"
+    return f"{v:+.1f} [{lo:+.1f}, {hi:+.1f}]"
+
+
+#: Marks a row whose method failed more than FAILED_LIMIT percent of its answers.
+FAILED_MARK = "\u26a0"
+PREFACC_HEADER = "pref. acc. calibrated [95% CI]"
+PREFACC_SUMMED_HEADER = "pref. acc. summed"
+PREFACC_NORM_HEADER = "pref. acc. norm"
+SPECIFICITY_HEADER = "specificity [95% CI]"
+CANARY_HEADER = "judge canary pass %"
+FAILED_HEADER = "failed answers"
 
 
 def extra_columns(df) -> list[str]:
     return [c for c in df.columns
-            if c not in LEAD_COLUMNS and c not in TAIL_COLUMNS and c not in PREFACC_KEYS]
+            if c not in LEAD_COLUMNS and c not in TAIL_COLUMNS and c not in VS_COLUMNS]
 
 
-def _percent(value: Any) -> float | None:
-    number = _num(value)
-    return None if number is None else 100 * number
+def lc_text(row: dict[str, Any]) -> str:
+    """The length-controlled winrate, or ``unreliable`` where the run says it is."""
+    if row.get("length_controlled_reliable") is False:
+        return "unreliable"
+    return _fmt(row["length_controlled_winrate"])
+
+
+def failed_text(row: dict[str, Any]) -> str:
+    """``3 (12.5%)``: the method's failed answers and their share of its answers."""
+    if _num(row.get("n_failed")) is None:
+        return ""
+    share = _num(row.get("failed_share"))
+    return _count(row["n_failed"]) + ("" if share is None else f" ({share:.1f}%)")
 
 
 def prefacc_text(row: dict[str, Any]) -> str:
-    """``61.5 [52.1, 70.8]`` (percent) or empty when the run did not measure it."""
+    """``61.5 [52.1, 70.8]``: calibrated preference accuracy (percent), or empty when the run
+    did not measure it."""
     if _num(row.get("prefacc")) is None:
         return ""
-    return winrate_text(*(_percent(row.get(k)) for k in PREFACC_KEYS[:3]))
+    return winrate_text(row["prefacc"], row["prefacc_ci_low"], row["prefacc_ci_high"])
+
+
+def vs_texts(row: dict[str, Any]) -> tuple[str, str]:
+    """The ``--vs`` columns: paired winrate and preference-accuracy differences (``baseline``
+    on the baseline's own rows)."""
+    if row.get("vs") is None:
+        return "", ""
+    if row["method"] == row["vs"]:
+        return "baseline", "baseline"
+    winrate = signed_text(row.get("vs_winrate_diff"), row.get("vs_winrate_diff_ci_low"),
+                          row.get("vs_winrate_diff_ci_high"))
+    prefacc = signed_text(row.get("vs_prefacc_diff"), row.get("vs_prefacc_diff_ci_low"),
+                          row.get("vs_prefacc_diff_ci_high"))
+    if prefacc:
+        kind = "" if row.get("vs_prefacc_kind") == "calibrated" else f", {row['vs_prefacc_kind']}"
+        prefacc += f" (p {row['vs_prefacc_mcnemar_p']:.2g}{kind})"
+    return winrate, prefacc
 
 
 def display_rows(df) -> list[dict[str, Any]]:
@@ -94,6 +137,7 @@ def display_rows(df) -> list[dict[str, Any]]:
     for row in records(df):
         wlt = (f"{_count(row['n_wins'])}/{_count(row['n_losses'])}/{_count(row['n_ties'])}/"
                f"{_count(row['n_invalid'])}") if row["n_wins"] is not None else ""
+        vs_winrate, vs_prefacc = vs_texts(row)
         out.append({
             "source": row["source"],
             "method": row["method"],
@@ -110,12 +154,21 @@ def display_rows(df) -> list[dict[str, Any]]:
             "ci_high": row["ci_high"],
             "winrate_text": winrate_text(row["winrate"], row["ci_low"], row["ci_high"]),
             "wlti": wlt,
+            "failed_text": failed_text(row),
+            "failed_flag": bool(row["failed_over_10pct"]),
             "position_consistency": _fmt(row["position_consistency"], 2),
-            "length_controlled_winrate": _fmt(row["length_controlled_winrate"]),
+            "judge_canary_pass": _fmt(row["judge_canary_pass"]),
+            "length_controlled_winrate": lc_text(row),
             "mean_length": _fmt(row["mean_length"]),
             "n_queries": _count(row["n_queries"]),
             "n_users": _count(row["n_users"]),
             "prefacc_text": prefacc_text(row),
+            "prefacc_summed": _fmt(row["prefacc_summed"]),
+            "prefacc_norm": _fmt(row["prefacc_norm"]),
+            "specificity_text": signed_text(row["specificity"], row["specificity_ci_low"],
+                                            row["specificity_ci_high"]),
+            "vs_winrate_text": vs_winrate,
+            "vs_prefacc_text": vs_prefacc,
             "extras": {k: _fmt(row[k], 3) for k in extras},
             "config_hash": _text(row["config_hash"]),
             "package_version": _text(row["package_version"]),
@@ -123,6 +176,35 @@ def display_rows(df) -> list[dict[str, Any]]:
             "run_dir": _text(row["run_dir"]),
         })
     return out
+
+
+#: Optional columns, shown in Markdown and HTML when some row has them: (display key, header).
+OPTIONAL = {
+    "failed": ("failed_text", FAILED_HEADER),
+    "canary": ("judge_canary_pass", CANARY_HEADER),
+    "prefacc": ("prefacc_text", PREFACC_HEADER),
+    "prefacc_summed": ("prefacc_summed", PREFACC_SUMMED_HEADER),
+    "prefacc_norm": ("prefacc_norm", PREFACC_NORM_HEADER),
+    "specificity": ("specificity_text", SPECIFICITY_HEADER),
+}
+
+
+def shown(rows: list[dict[str, Any]]) -> dict[str, bool]:
+    """Which optional columns some row has a value for."""
+    return {name: any(r[key] for r in rows) for name, (key, _) in OPTIONAL.items()}
+
+
+def vs_method(df) -> str | None:
+    """The ``--vs`` baseline method, if the leaderboard was built with one."""
+    if "vs" not in df.columns:
+        return None
+    names = {v for v in df["vs"] if isinstance(v, str)}
+    return names.pop() if names else None
+
+
+def vs_headers(vs: str) -> tuple[str, str]:
+    return (f"\u0394 winrate vs {vs} [95% CI]",
+            f"\u0394 pref. acc. vs {vs} [95% CI] (McNemar p)")
 
 
 # --------------------------------------------------------------------------- text formats
@@ -139,7 +221,8 @@ def markdown(df, title: str) -> str:
     extras = extra_columns(df)
     with_paper = any(r["source"] == "paper" for r in rows)
     with_subset = any(r["subset"] for r in rows)
-    with_prefacc = any(r["prefacc_text"] for r in rows)
+    with_ = shown(rows)
+    vs = vs_method(df)
     table = []
     for r in rows:
         item: dict[str, str] = {}
@@ -152,12 +235,23 @@ def markdown(df, title: str) -> str:
         item.update({
             "shots": r["shots"], "model": r["model"], "judge": r["judge_id"],
             "winrate [95% CI]": r["winrate_text"], "W/L/T/invalid": r["wlti"],
-            "position consistency": r["position_consistency"],
+        })
+        if with_["failed"]:
+            item[FAILED_HEADER] = r["failed_text"] + (f" {FAILED_MARK}" if r["failed_flag"] else "")
+        item["position consistency"] = r["position_consistency"]
+        if with_["canary"]:
+            item[CANARY_HEADER] = r["judge_canary_pass"]
+        item.update({
             "LC winrate": r["length_controlled_winrate"], "mean length": r["mean_length"],
             "queries": r["n_queries"], "users": r["n_users"],
         })
-        if with_prefacc:
-            item[PREFACC_HEADER] = r["prefacc_text"]
+        for name in ("prefacc", "prefacc_summed", "prefacc_norm", "specificity"):
+            if with_[name]:
+                key, header = OPTIONAL[name]
+                item[header] = r[key]
+        if vs is not None:
+            item.update(zip(vs_headers(vs), (r["vs_winrate_text"], r["vs_prefacc_text"]),
+                            strict=True))
         item.update(r["extras"])
         item.update({"config": r["config_hash"], "version": r["package_version"],
                      "date": r["date"]})
@@ -167,16 +261,43 @@ def markdown(df, title: str) -> str:
         "Winrate: % of judged queries on which the judge preferred the method's response over "
         "the reference's (ties count 1/2; the reference scores 50 against itself); 95% CI from a "
         "bootstrap that resamples users. W/L/T/invalid count single-order verdicts.",
+        "LC winrate: AlpacaEval's length-controlled winrate (GLM with a tanh length term, no "
+        "instruction-difficulty term); `unreliable` where it falls outside AlpacaEval's sanity "
+        "band around the winrate (docs/runs.md).",
     ]
     if with_paper:
         notes.append("Rows with source `paper` are the published numbers of the FSPO paper "
                      "(Llama-3.2-3B); they were judged by a different judge and prompt, so "
                      "compare them with care.")
-    if with_prefacc:
+    if with_["failed"]:
+        notes.append(f"{FAILED_HEADER}: the method's answers that were empty or broke its "
+                     "format, and their share of its answers; they lose without being judged. "
+                     f"{FAILED_MARK} marks a method that failed more than {FAILED_LIMIT:g}% of "
+                     "its answers in that domain (`failed_over_10pct` in the CSV and JSON).")
+    if with_["canary"]:
+        notes.append(f"{CANARY_HEADER}: how often the judge passed degenerate-answer canaries "
+                     "(empty, echoed question, truncated, repeated token, another user's answer).")
+    if with_["prefacc"]:
         notes.append(f"{PREFACC_HEADER}: % of held-out labelled pairs on which the method, "
-                     "prompted as it generates, gives the user's chosen response a higher "
-                     "summed log-probability than the rejected one (no judge; 95% CI from a "
-                     "bootstrap that resamples users; docs/runs.md).")
+                     "prompted as it generates, gives the user's chosen response the higher "
+                     "calibrated score (its log-probability under the method's prompt minus the "
+                     "base model's zero-shot one); no judge; 95% CI from a bootstrap that "
+                     "resamples users (docs/runs.md).")
+    if with_["prefacc_summed"] or with_["prefacc_norm"]:
+        notes.append(f"{PREFACC_SUMMED_HEADER} / {PREFACC_NORM_HEADER}: the same test with "
+                     "summed log-probabilities / log-probabilities per character (lm-eval's "
+                     "acc_norm), uncalibrated: more a length test than a personalization one. "
+                     "Runs from before calibrated accuracy have only these.")
+    if with_["specificity"]:
+        notes.append(f"{SPECIFICITY_HEADER}: how much the method's preference accuracy depends "
+                     "on the user's own shots rather than another user's, in points "
+                     "(docs/runs.md).")
+    if vs is not None:
+        notes.append(f"\u0394 vs {vs}: paired difference from the `{vs}` row of the same domain, "
+                     "model and judge, in points: winrate over the common judged queries, "
+                     "preference accuracy over the common pairs, each with a 95% CI from a "
+                     "bootstrap that resamples users, and McNemar's exact p for preference "
+                     "accuracy (`summed` where a run predates calibrated accuracy).")
     if extras:
         notes.append("Extra metric columns: " + ", ".join(f"`{e}`" for e in extras) + ".")
     return f"# {_md_cell(title)}\n\n{body}\n\n" + "\n\n".join(notes) + "\n"
@@ -291,6 +412,7 @@ def html(df, sample_sets: list[dict[str, Any]], *, title: str, generated: str,
          max_samples: int) -> str:
     rows = display_rows(df)
     extras = extra_columns(df)
+    vs = vs_method(df)
     anchors: dict[tuple[str, str], str] = {}
     for number, s in enumerate(sample_sets):
         s["anchor"] = f"samples-{number}"
@@ -315,8 +437,12 @@ def html(df, sample_sets: list[dict[str, Any]], *, title: str, generated: str,
         generator=f"fspo-bench {__version__}",
         domains=domains,
         extras=extras,
-        with_prefacc=any(r["prefacc_text"] for r in rows),
-        prefacc_header=PREFACC_HEADER,
+        with_=shown(rows),
+        headers={name: header for name, (_, header) in OPTIONAL.items()},
+        vs=vs,
+        vs_headers=vs_headers(vs) if vs else (),
+        failed_mark=FAILED_MARK,
+        failed_limit=f"{FAILED_LIMIT:g}",
         sample_sets=sample_sets,
         max_samples=max_samples,
         n_runs=len({r["run_dir"] for r in rows if r["source"] == "run"}),

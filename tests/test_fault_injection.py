@@ -21,7 +21,7 @@ from fspo_bench.cache import ResponseCache
 from fspo_bench.judge import Comparison
 from fspo_bench.judges.pairwise import PairwiseJudge
 from fspo_bench.records import User
-from fspo_bench.rundir import JUDGMENTS, read_result
+from fspo_bench.rundir import CANARIES, JUDGMENTS, read_json, read_result
 from fspo_bench.runner import StageCount, cached_judge
 
 from .api_runs import (
@@ -87,8 +87,11 @@ def test_a_run_with_30_percent_faults_completes_with_the_fault_free_scores(serve
     assert max(max(counts.values()) for counts in per_body.values()) <= BACKEND_ATTEMPTS
     samples = Counter(e.body["messages"][-1]["content"] for e in faulty.work(JUDGE)
                       if e.action == "ok" or e.action == "garbage")
-    assert len(samples) == 2 * LIMIT and max(samples.values()) <= JUDGE_ATTEMPTS
-    assert sum(per_body[JUDGE].values()) <= 2 * LIMIT * JUDGE_ATTEMPTS * BACKEND_ATTEMPTS
+    canaries = sum(k["n"] for domain in read_json(tmp_path / "faulty" / CANARIES).values()
+                   for k in domain["by_kind"].values())  # the judge's canaries, judged too
+    assert len(samples) == 2 * LIMIT + canaries and max(samples.values()) <= JUDGE_ATTEMPTS
+    assert (sum(per_body[JUDGE].values())
+            <= (2 * LIMIT + canaries) * JUDGE_ATTEMPTS * BACKEND_ATTEMPTS)
     print(f"\n[30% faults] {faulty.hits} requests ({sum(per_body[GEN].values())} generation, "
           f"{sum(per_body[JUDGE].values())} judge, the rest preflight), {share:.0%} faulted: "
           f"{dict(sorted(actions.items()))}; most requests for one body "

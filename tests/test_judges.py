@@ -11,6 +11,7 @@ import pytest
 
 from fspo_bench import Backend, Comparison, GenerationRequest, User, plugins
 from fspo_bench.audit import audit
+from fspo_bench.canaries import build_canaries, canary_report
 from fspo_bench.errors import FspoBenchError
 from fspo_bench.judges import proxy
 from fspo_bench.judges.oracle import OracleJudge
@@ -335,6 +336,79 @@ def test_proxy_elix_prefers_the_grade_closest_to_the_level():
 def test_proxy_invalid_when_it_has_no_signal(meta, user, message):
     (out,) = ProxyJudge().judge([Comparison(user, "Q", "a", "b", meta)])
     assert out.winner is None and not out.valid and message in out.raw
+
+
+# ------------------------------------------------------------------- proxy: degenerate answers
+
+DOMAINS_ROLEPLAY_SLOW = ["reviews", "elix", pytest.param("roleplay", marks=pytest.mark.slow)]
+
+
+@pytest.mark.parametrize(("text", "reason"), [
+    ("", "no words"),
+    ("  ... -- !  ", "no words"),
+    ("Light scatters, mostly.", "3 word(s), fewer than 4"),
+    ("Dull, predictable and lazy.", None),
+    ("M*A*S*H found laughter", "3 word(s)"),
+    ("Why is the sky blue? The sky is blue.", "of its words are the question's"),
+    ("ok " * 30, "distinct-word ratio 0.03"),
+    ("I like it a lot. " * 10, "distinct-word ratio 0.10"),
+    ("Sunlight scatters off air molecules, and blue light scatters the most.", None),
+    ("Blue: the sky scatters sunlight's short, blue wavelengths.", None),
+])
+def test_degeneracy_rule(text, reason):
+    got = proxy.degeneracy(text, "Why is the sky blue?")
+    assert got == reason if reason is None else reason in got
+
+
+@pytest.mark.parametrize("domain", ["reviews", "elix", "roleplay"])
+def test_no_shipped_response_is_degenerate(domain):
+    data = plugins.get("domain", domain)().load()
+    flagged = [(p.question, text) for p in data.preferences for text in (p.chosen, p.rejected)
+               if proxy.degeneracy(text, p.question)]
+    assert flagged == []
+
+
+@pytest.mark.parametrize("domain", DOMAINS_ROLEPLAY_SLOW)
+def test_proxy_prefers_a_real_answer_over_empty_echoed_and_truncated_ones(domain):
+    data = plugins.get("domain", domain)().load()
+    pairs = data.eval_preferences()
+    pairs = pairs[::max(1, len(pairs) // 12)]
+    comparisons = []
+    for p in pairs:
+        user, meta = data.users[p.user_id], {"domain": domain}
+        for fake in ("", p.question, " ".join(p.chosen.split()[:3])):
+            comparisons += [Comparison(user, p.question, p.chosen, fake, meta),
+                            Comparison(user, p.question, fake, p.chosen, meta)]
+    out = ProxyJudge().judge(comparisons)
+    assert [j.winner for j in out] == ["a", "b"] * (len(comparisons) // 2)
+    assert all("degenerate" in j.raw and j.meta["signals"]["degenerate"] for j in out)
+
+
+@pytest.mark.parametrize("domain", DOMAINS_ROLEPLAY_SLOW)
+def test_proxy_passes_every_gated_canary(domain):
+    data = plugins.get("domain", domain)().load()
+    canaries = build_canaries(data, n=200)
+    report = canary_report(canaries, ProxyJudge().judge([c.comparison for c in canaries]))
+    assert report["n"] > 500 and report["pass_rate"] == 100.0
+    assert report["by_kind"]["repeated"]["pass_rate"] == 100.0
+
+
+def test_proxy_two_degenerate_answers_tie_and_the_domain_signal_is_overruled():
+    child = User("child", "The user is a child.", {"level": "child"})
+    real = ("Photosynthetic organisms convert electromagnetic radiation into chemical "
+            "potential energy through sophisticated photochemical reaction centres.")
+    out = ProxyJudge().judge([Comparison(child, "Q", "", "Sun. Hot.", {"domain": "elix"}),
+                              Comparison(child, "Q", real, "", {"domain": "elix"})])
+    assert [j.winner for j in out] == ["tie", "a"]  # by grade alone "" (grade 0) would win
+    assert out[1].meta["signals"]["degenerate"] == {"a": None, "b": "no words"}
+    assert "b is degenerate (no words)" in out[1].raw and out[1].raw.endswith("Verdict: a")
+
+
+def test_proxy_identity_names_its_degeneracy_rule():
+    identity = ProxyJudge().identity()
+    assert identity["version"] == 2
+    assert (identity["min_words"], identity["echo_share"], identity["min_distinct_ratio"]) == (
+        proxy.MIN_WORDS, proxy.ECHO_SHARE, proxy.MIN_DISTINCT_RATIO)
 
 
 # Floors for the proxies' agreement with the exact labels on all shipped held-out pairs.

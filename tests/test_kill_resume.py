@@ -20,6 +20,7 @@ finished items) and write the same files as an uninterrupted run with the same s
 from __future__ import annotations
 
 import fcntl
+import json
 import os
 import signal
 import stat
@@ -31,7 +32,7 @@ from pathlib import Path
 
 import pytest
 
-from fspo_bench.rundir import GENERATIONS, JUDGMENTS, RESULTS
+from fspo_bench.rundir import CANARIES, GENERATIONS, JUDGMENTS, RESULTS
 
 from .api_runs import (
     GEN,
@@ -47,7 +48,7 @@ from .test_runner import cache_rows
 
 pytestmark = [pytest.mark.slow]
 LIMIT = 6
-ITEMS = 4 * LIMIT  # method and reference generations, and two judgments, per query
+QUERY_ITEMS = 4 * LIMIT  # method and reference generations, and two judgments, per query
 PIPE_SIZE = 4096
 DEADLINE = 90.0
 
@@ -161,11 +162,15 @@ def test_a_run_killed_at_any_point_resumes_to_the_clean_result(point, server, cl
     resumed = subprocess.run(args, env=child_env(), capture_output=True, text=True,
                              timeout=DEADLINE)
     assert resumed.returncode == 0, resumed.stderr
+    # and the judge's canary verdicts, cached like the others
+    canaries = sum(k["n"] for domain in json.loads((clean_run / CANARIES).read_text()).values()
+                   for k in domain["by_kind"].values())
+    items = QUERY_ITEMS + canaries
     resume_requests = len(server.work()) - before - killed_requests
-    print(f"\n[kill while {point}] finished items at the kill {finished}/{ITEMS}; requests: "
+    print(f"\n[kill while {point}] finished items at the kill {finished}/{items}; requests: "
           f"killed run {killed_requests}, resumed run {resume_requests} "
-          f"(redone unfinished items: {killed_requests + resume_requests - ITEMS}); "
+          f"(redone unfinished items: {killed_requests + resume_requests - items}); "
           f"partial file {len(partial)} bytes")
-    assert resume_requests == ITEMS - finished  # nothing finished is asked again
-    assert cache_rows(cache) == ITEMS
+    assert resume_requests == items - finished  # nothing finished is asked again
+    assert cache_rows(cache) == items
     assert run_files(run_dir) == run_files(clean_run)

@@ -108,10 +108,13 @@ def test_csv_and_json_rows_match_results_json(built, runs):
             for name in ("position_consistency", "length_controlled_winrate", "mean_length",
                          "n_queries", "n_users"):
                 assert row[name] == pytest.approx(r.extra[name])
+            # the fixtures' prefacc is old-format (a 0-1 summed accuracy, no prefacc_summed):
+            # it shows as prefacc_summed in percent, and no calibrated number is made up
+            assert row["prefacc"] is None or pd.isna(row["prefacc"])
             if "prefacc" in r.extra:
-                assert row["prefacc"] == pytest.approx(r.extra["prefacc"])
+                assert row["prefacc_summed"] == pytest.approx(100 * r.extra["prefacc"])
             else:
-                assert row["prefacc"] is None or pd.isna(row["prefacc"])
+                assert row["prefacc_summed"] is None or pd.isna(row["prefacc_summed"])
             assert row["winrate"] == pytest.approx(EXPECTED_WINRATE[(row["method"],
                                                                       row["domain"])])
             assert row["config_hash"] == result.config_hash
@@ -271,6 +274,142 @@ def test_max_samples_caps_queries_and_title_is_escaped(built_with_paper):
     page = (built_with_paper / "index.html").read_text()
     assert page.count('<details class="sample">') == 4 * 2
     assert "Board &lt;b&gt;&amp;&lt;/b&gt;" in page and "<b>&</b>" not in page
+
+
+# --------------------------------------------------------------------------- answer health
+
+
+def set_extra(run: Path, domain: str, **values) -> None:
+    path = run / "results.json"
+    data = json.loads(path.read_text())
+    next(r for r in data["results"] if r["domain"] == domain)["extra"].update(values)
+    path.write_text(json.dumps(data))
+
+
+def md_table(out: Path) -> tuple[list[str], dict[tuple[str, str], list[str]]]:
+    lines = (out / "leaderboard.md").read_text().splitlines()
+    header = next(line for line in lines if line.startswith("| method"))
+    rows = [[c.strip() for c in line.strip("|").split("|")] for line in lines
+            if line.startswith("| ") and line != header]
+    return [c.strip() for c in header.strip("|").split("|")], {(r[0], r[1]): r for r in rows}
+
+
+def test_a_method_that_failed_over_10_percent_is_marked_everywhere(runs, tmp_path):
+    copies = copy_runs(runs, tmp_path)
+    health = {"n_failed_reference": 0, "judge_canary_pass": 92.5}
+    set_extra(copies[0], "elix", n_failed=1, failed_share=100 / 6, **health)  # fewshot
+    set_extra(copies[0], "reviews", n_failed=0, failed_share=0.0, **health)
+    set_extra(copies[1], "elix", n_failed=0, failed_share=10.0, **health)  # 10% is not over
+    set_extra(copies[1], "reviews", length_controlled_winrate=None,
+              length_controlled_reliable=False)
+    out = tmp_path / "board"
+    assert run_cli("leaderboard", "build", *map(str, copies), "--out", str(out)) == 0
+
+    header, rows = md_table(out)
+    failed, canary, lc = (header.index(h) for h in (
+        "failed answers", "judge canary pass %", "LC winrate"))
+    assert rows[("fewshot", "elix")][failed] == "1 (16.7%) \u26a0"
+    assert rows[("fspo", "elix")][failed] == "0 (10.0%)"
+    assert rows[("fspo", "reviews")][failed] == ""  # an older run: blank, no mark
+    assert rows[("fewshot", "reviews")][canary] == "92.5"
+    assert rows[("fspo", "reviews")][lc] == "unreliable"
+    assert rows[("fspo", "elix")][lc] == f"{EXPECTED_WINRATE[('fspo', 'elix')] - 2.5:.1f}"
+    assert "more than 10% of its answers" in (out / "leaderboard.md").read_text()
+
+    flags = {(r["method"], r["domain"]): r["failed_over_10pct"] for r in json_rows(out)}
+    assert flags == {("fewshot", "elix"): True, ("fewshot", "reviews"): False,
+                     ("fspo", "elix"): False, ("fspo", "reviews"): None}
+    table = pd.read_csv(out / "leaderboard.csv")
+    marked = table[table["failed_over_10pct"].astype("boolean").fillna(False)]
+    assert list(zip(marked["method"], marked["domain"], strict=True)) == [("fewshot", "elix")]
+    reliable = {(r["method"], r["domain"]): r["length_controlled_reliable"]
+                for r in json_rows(out)}
+    assert reliable[("fspo", "reviews")] is False and reliable[("fspo", "elix")] is None
+    page = (out / "index.html").read_text()
+    assert page.count("row-failed") == 2  # the CSS rule and the one marked row
+    assert 'class="failed-mark">\u26a0</span>' in page and "unreliable" in page
+
+
+# --------------------------------------------------------------------------- --vs
+
+
+def write_pair_samples(run: Path, accs: list[float]) -> None:
+    samples = [{"id": f"p{i}", "user_id": f"u{i % 3}", "question_id": f"q{i}", "acc": acc,
+                "acc_summed": 0.0, "acc_norm": 0.0} for i, acc in enumerate(accs)]
+    (run / "preference_accuracy.json").write_text(json.dumps({"elix": {"samples": samples}}))
+
+
+def test_vs_adds_paired_differences_from_the_baseline_row(runs, tmp_path):
+    copies = copy_runs(runs, tmp_path)
+    write_pair_samples(copies[0], [0, 0, 1, 0, 1, 1])  # fewshot
+    write_pair_samples(copies[1], [1, 1, 1, 1, 0, 1])  # fspo: better on 3, worse on 1
+    out = tmp_path / "board"
+    assert run_cli("leaderboard", "build", *map(str, copies), "--out", str(out),
+                   "--vs", "fewshot") == 0
+
+    rows = {(r["method"], r["domain"]): r for r in json_rows(out)}
+    elix, reviews = rows[("fspo", "elix")], rows[("fspo", "reviews")]
+    assert elix["vs"] == "fewshot" and rows[("fewshot", "elix")]["vs"] == "fewshot"
+    assert elix["vs_winrate_diff"] == pytest.approx(100 * 1 / 6)  # 5/6 - 4/6, same queries
+    assert elix["vs_winrate_n"] == 6
+    assert reviews["vs_winrate_diff"] == pytest.approx(100 * 2.5 / 6)
+    assert elix["vs_winrate_diff_ci_low"] <= elix["vs_winrate_diff"] <= elix[
+        "vs_winrate_diff_ci_high"]
+    assert elix["vs_prefacc_diff"] == pytest.approx(100 * 2 / 6)
+    assert elix["vs_prefacc_n"] == 6 and elix["vs_prefacc_kind"] == "calibrated"
+    assert elix["vs_prefacc_mcnemar_p"] == pytest.approx(10 / 16)  # 3 vs 1 discordant
+    assert reviews["vs_prefacc_diff"] is None  # no pairs on reviews
+    assert rows[("fewshot", "elix")]["vs_winrate_diff"] is None
+
+    header, md = md_table(out)
+    winrate = header.index("\u0394 winrate vs fewshot [95% CI]")
+    prefacc = header.index("\u0394 pref. acc. vs fewshot [95% CI] (McNemar p)")
+    assert md[("fspo", "elix")][winrate].startswith("+16.7 [")
+    assert md[("fspo", "elix")][prefacc].startswith("+33.3 [")
+    assert md[("fspo", "elix")][prefacc].endswith("(p 0.62)")
+    assert md[("fewshot", "elix")][winrate] == "baseline"
+    csv_header = (out / "leaderboard.csv").read_text().splitlines()[0].split(",")
+    assert {"vs", "vs_winrate_diff", "vs_prefacc_mcnemar_p"} <= set(csv_header)
+    assert "\u0394 winrate vs fewshot [95% CI]" in (out / "index.html").read_text()
+
+
+def test_without_vs_there_are_no_difference_columns(built):
+    assert not [c for c in json.loads((built / "leaderboard.json").read_text())["columns"]
+                if c.startswith("vs")]
+
+
+def test_vs_an_absent_method_is_one_line_error(runs, tmp_path, capsys):
+    capsys.readouterr()
+    code = run_cli("leaderboard", "build", *map(str, runs), "--out", str(tmp_path / "o"),
+                   "--vs", "oracle")
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code != 0 and len(err) == 1 and "oracle" in err[0]
+    assert not (tmp_path / "o").exists()
+
+
+EMBEDDED_RUNS = ROOT / "leaderboard" / "embedded" / "runs"
+
+
+@pytest.mark.skipif(not EMBEDDED_RUNS.is_dir(), reason="no embedded runs")
+def test_builds_from_old_format_run_dirs(tmp_path):
+    runs = sorted(EMBEDDED_RUNS.iterdir())
+    out = tmp_path / "board"
+    assert run_cli("leaderboard", "build", *map(str, runs), "--out", str(out),
+                   "--max-samples", "0", "--vs", "fewshot") == 0
+    rows = json_rows(out)
+    assert len(rows) == 3 * len(runs)
+    results = results_of(runs)
+    for row in rows:
+        _, r, _ = results[(row["method"], row["domain"])]
+        assert row["prefacc"] is None  # those runs measured no calibrated accuracy
+        assert row["prefacc_summed"] == pytest.approx(100 * r.extra["prefacc"])
+        assert row["prefacc_norm"] == pytest.approx(100 * r.extra["prefacc_norm"])
+        assert row["n_failed"] is None and row["failed_over_10pct"] is None
+        if row["method"] != "fewshot":
+            assert row["vs_winrate_diff"] is not None and row["vs_prefacc_kind"] == "summed"
+    header, _ = md_table(out)
+    assert "pref. acc. summed" in header
+    assert not [h for h in header if h.startswith("pref. acc. calibrated")]
 
 
 # --------------------------------------------------------------------------- paper rows

@@ -1,4 +1,6 @@
-"""A run's preference accuracy on the leaderboard: one column in percent with its interval."""
+"""Preference accuracy on the leaderboard: the calibrated one as the headline column (percent,
+with its interval), summed and per-character as secondary columns, specificity; older runs'
+0-1 summed accuracy on the same percent scale, never in the calibrated column."""
 
 from __future__ import annotations
 
@@ -7,39 +9,64 @@ from pathlib import Path
 
 from tests.run_fixtures import run_cli, write_runs
 
-PREFACC = {"prefacc": 0.615, "prefacc_ci_low": 0.521, "prefacc_ci_high": 0.708, "prefacc_n": 48}
+# What today's runs write (percent).
+PREFACC = {"prefacc": 61.5, "prefacc_ci_low": 52.1, "prefacc_ci_high": 70.8, "prefacc_n": 48,
+           "prefacc_summed": 40.0, "prefacc_norm": 45.5, "specificity": 12.25,
+           "specificity_ci_low": -3.5, "specificity_ci_high": 20.0}
 
 
-def test_preference_accuracy_is_one_column_in_percent_and_raw_in_csv_and_json(tmp_path: Path):
-    runs = write_runs(tmp_path / "runs")
-    path = runs[0] / "results.json"
-    results = json.loads(path.read_text())
-    measured = results["results"][0]
-    measured["extra"].update(PREFACC)
-    path.write_text(json.dumps(results))
-    out = tmp_path / "board"
-    assert run_cli("leaderboard", "build", *map(str, runs), "--out", str(out)) == 0
-
+def markdown_cells(out: Path) -> tuple[list[str], dict[tuple[str, str], list[str]]]:
     lines = (out / "leaderboard.md").read_text().splitlines()
     header = next(line for line in lines if line.startswith("| method"))
     cells = [c.strip() for c in header.strip("|").split("|")]
-    column = cells.index("pref. acc. [95% CI]")
-    assert not {"prefacc", "prefacc_ci_low", "prefacc_n"} & set(cells)
     rows = [[c.strip() for c in line.strip("|").split("|")] for line in lines
             if line.startswith("| ") and line != header]
-    by_key = {(r[0], r[1]): r[column] for r in rows}
-    method = results["spec"]["method"]
-    assert by_key[(method, measured["domain"])] == "61.5 [52.1, 70.8]"
-    for run in runs:  # rows without it show nothing; an attached one (no interval) alone
-        result = json.loads((run / "results.json").read_text())
-        for r in result["results"]:
-            value = r["extra"].get("prefacc")
-            expected = "" if value is None else f"{100 * value:.1f}"
-            if (result["spec"]["method"], r["domain"]) != (method, measured["domain"]):
-                assert by_key[(result["spec"]["method"], r["domain"])] == expected
+    return cells, {(r[0], r[1]): r for r in rows}
+
+
+def test_calibrated_headline_secondary_columns_and_old_runs_on_one_scale(tmp_path: Path):
+    fewshot, fspo = write_runs(tmp_path / "runs")
+    path = fewshot / "results.json"
+    results = json.loads(path.read_text())
+    measured = results["results"][0]  # fewshot on elix, new format
+    measured["extra"].update(PREFACC)
+    path.write_text(json.dumps(results))
+    out = tmp_path / "board"
+    assert run_cli("leaderboard", "build", str(fewshot), str(fspo), "--out", str(out)) == 0
+
+    cells, rows = markdown_cells(out)
+    column = {name: cells.index(name) for name in (
+        "pref. acc. calibrated [95% CI]", "pref. acc. summed", "pref. acc. norm",
+        "specificity [95% CI]")}
+    assert not {"prefacc", "prefacc_ci_low", "prefacc_n", "pref. acc. [95% CI]"} & set(cells)
+    new = rows[("fewshot", "elix")]
+    assert new[column["pref. acc. calibrated [95% CI]"]] == "61.5 [52.1, 70.8]"
+    assert float(new[column["pref. acc. summed"]]) == 40.0  # tabulate prints "40"
+    assert new[column["pref. acc. norm"]] == "45.5"
+    assert new[column["specificity [95% CI]"]] == "+12.2 [-3.5, +20.0]"
+    # fspo's results are old-format: prefacc 0.74 (summed, 0-1) -> 74.0 summed, no calibrated
+    old = rows[("fspo", "elix")]
+    assert old[column["pref. acc. calibrated [95% CI]"]] == ""
+    assert float(old[column["pref. acc. summed"]]) == 74.0
+    assert float(rows[("fspo", "reviews")][column["pref. acc. summed"]]) == 69.0
+    assert rows[("fewshot", "reviews")][column["pref. acc. summed"]] == ""
 
     rows_json = json.loads((out / "leaderboard.json").read_text())["rows"]
-    (row,) = [r for r in rows_json if r["method"] == method and r["domain"] == measured["domain"]]
-    assert {k: row[k] for k in PREFACC} == PREFACC
-    assert "prefacc_ci_high" in (out / "leaderboard.csv").read_text().splitlines()[0]
-    assert "61.5 [52.1, 70.8]" in (out / "index.html").read_text()
+    by_key = {(r["method"], r["domain"]): r for r in rows_json}
+    assert {k: by_key[("fewshot", "elix")][k] for k in PREFACC} == PREFACC
+    assert by_key[("fspo", "elix")]["prefacc"] is None
+    assert by_key[("fspo", "elix")]["prefacc_summed"] == 74.0
+    header = (out / "leaderboard.csv").read_text().splitlines()[0].split(",")
+    assert {"prefacc_ci_high", "prefacc_summed", "prefacc_norm", "specificity_ci_low"} <= set(
+        header)
+    page = (out / "index.html").read_text()
+    assert "61.5 [52.1, 70.8]" in page and "pref. acc. calibrated [95% CI]" in page
+    assert "+12.2 [-3.5, +20.0]" in page
+
+
+def test_runs_without_preference_accuracy_show_no_such_column(tmp_path: Path):
+    fewshot, _ = write_runs(tmp_path / "runs")
+    out = tmp_path / "board"
+    assert run_cli("leaderboard", "build", str(fewshot), "--out", str(out)) == 0
+    cells, _ = markdown_cells(out)
+    assert not [c for c in cells if c.startswith("pref. acc.") or c.startswith("specificity")]

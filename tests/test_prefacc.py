@@ -308,9 +308,11 @@ def test_attach_adds_leaderboard_columns_to_a_run(tmp_path: Path):
              "implicit_reward": {"acc": 0.875}}]
     assert attach_to_run(run, ours, model="embedded", checkpoint=None) == ["elix"]
     saved = json.loads((run / "results.json").read_text())
-    assert saved["results"][0]["extra"] == {"n_queries": 2, "prefacc": 0.75,
-                                            "prefacc_norm": 0.5, "prefacc_implicit": 0.875}
-    assert "prefacc" not in saved["results"][1]["extra"]
+    # in percent, under names that never stand for a run's calibrated prefacc
+    assert saved["results"][0]["extra"] == {"n_queries": 2, "prefacc_fewshot_summed": 75.0,
+                                            "prefacc_fewshot_norm": 50.0,
+                                            "prefacc_implicit": 87.5}
+    assert "prefacc_fewshot_summed" not in saved["results"][1]["extra"]
     with pytest.raises(FspoBenchError, match="another model"):
         attach_to_run(run, ours, model="/some/other/model", checkpoint=None)
     assert output_paths(run)["json"] == run / "prefacc.json"

@@ -124,9 +124,12 @@ def test_a_killed_run_resumes_without_repeating_calls(tiny_model, tmp_path):
     assert 10 <= done_before_kill < 96, "kill landed outside the run"
     resumed = subprocess.run([*args, "--cache", str(killed_cache), "--out", str(tmp_path / "a")],
                              capture_output=True, text=True, check=True)
-    news = [int(line.rsplit("new ", 1)[1]) for line in resumed.stderr.splitlines()
-            if "/ new " in line]
-    assert sum(news) == 96 - done_before_kill  # 24 x 2 generations + 24 x 2 judgments
+    news = {line.split(": ")[1]: int(line.rsplit("new ", 1)[1])
+            for line in resumed.stderr.splitlines() if "/ new " in line}
+    canaries = news.pop("judge canaries (proxy)")  # all after the kill
+    assert canaries > 0
+    # 24 x 2 generations + 24 x 2 judgments
+    assert sum(news.values()) == 96 - done_before_kill
     subprocess.run([*args, "--cache", str(clean_cache), "--out", str(tmp_path / "b")],
                    capture_output=True, check=True)
     for name in ("generations.jsonl", "judgments.jsonl"):

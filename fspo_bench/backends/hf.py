@@ -335,9 +335,28 @@ class HFBackend(Backend):
 
     # ----------------------------------------------------------------- loading
 
-    def check(self) -> None:
-        """A missing or unusable model folder is one clear error before any work."""
+    def check(self, params: GenerationParams | None = None) -> None:
+        """A missing or unusable model folder is one clear error before any work; so is a
+        ``params.max_new_tokens`` beyond the model's context, where its config (local, or a
+        hub model's cached copy) says how long that is."""
         self.identity()
+        if params is None:
+            return
+        from transformers import AutoConfig
+
+        source, local = self._resolve_source()
+        try:
+            config = AutoConfig.from_pretrained(
+                source, local_files_only=not local, **({} if local else {"revision": self.revision})
+            ).get_text_config()
+        except Exception:  # no config at hand: loading the model reports what is wrong with it
+            return
+        context = getattr(config, "max_position_embeddings", None)
+        if isinstance(context, int) and params.max_new_tokens > context:
+            raise FspoBenchError(
+                f"max_new_tokens {params.max_new_tokens} exceeds the context of model "
+                f"{self.model} ({context} tokens)"
+            )
 
     def load(self) -> HFBackend:
         """Load the tokenizer and the model now (FspoBenchError if they do not load)."""
@@ -539,6 +558,9 @@ class HFBackend(Backend):
         return tokenizer.apply_chat_template(
             [dict(m) for m in messages], tokenize=False, add_generation_prompt=True
         )
+
+    def token_count(self, text: str) -> int:
+        return len(self._base_tokenizer()(text, add_special_tokens=False)["input_ids"])
 
     # ----------------------------------------------------------------- generation
 
