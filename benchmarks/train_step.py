@@ -2,7 +2,7 @@
 
 The naive step is the official one: ``[prompt, chosen]`` and ``[prompt, rejected]`` as two rows
 of one batch, so the long few-shot prompt runs twice. The packed step runs
-``[prompt, chosen, rejected]`` once with a 4D mask (:mod:`fspo_bench.trainers.logprobs`).
+``[prompt, chosen, rejected]`` once with a 4D mask (:mod:`fspo_bench.logprobs`).
 
 Both run in the same process on identical copies of a random Llama (same seed), on the same
 few-shot-shaped batches (prompt about 10x a completion), as full training steps: summed
@@ -63,7 +63,7 @@ def make_batches(args: argparse.Namespace):
 def step(model, optimizer, items, reference, layout: str, beta: float) -> float:
     import torch
 
-    from fspo_bench.trainers.logprobs import completion_logps
+    from fspo_bench.logprobs import completion_logps
     from fspo_bench.trainers.losses import preference_loss
 
     sums, counts = completion_logps(model, items, pad_id=0, layout=layout)

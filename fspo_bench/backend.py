@@ -60,8 +60,9 @@ class Backend(Component):
         """What names this backend's outputs in cache keys (never secrets)."""
         return {"backend": self.name, "model": self.model}
 
-    def check(self) -> None:
-        """Fail early, with one clear FspoBenchError, if the model cannot be used at all."""
+    def check(self, params: GenerationParams | None = None) -> None:
+        """Fail early, with one clear FspoBenchError, if the model cannot be used at all (or,
+        given the run's decoding ``params``, cannot decode with them)."""
 
     def adapter_revision(self, adapter: str | None) -> str | None:
         """The content fingerprint of a local adapter folder, for cache keys (None: no adapter)."""

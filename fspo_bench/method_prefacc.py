@@ -117,7 +117,16 @@ def _interval(values: dict[str, list[float]], seed: int) -> tuple[float | None, 
 def summarize(samples: Sequence[dict[str, Any]], *, seed: int = 0) -> dict[str, Any]:
     """Calibrated accuracy (percent) with its user-clustered 95% interval, the secondary
     accuracies, specificity where scored, and the same by the users' ``group`` (Reviews:
-    trained and interpolated users)."""
+    trained and interpolated users) in ``by_group``."""
+    out = _summary(samples, seed)
+    groups = sorted({s["group"] for s in samples if s.get("group")})
+    if groups:
+        out["by_group"] = {g: _summary([s for s in samples if s.get("group") == g], seed)
+                           for g in groups}
+    return out
+
+
+def _summary(samples: Sequence[dict[str, Any]], seed: int) -> dict[str, Any]:
     out: dict[str, Any] = {"n_docs": len(samples),
                            "n_users": len({s["user_id"] for s in samples})}
     for key in ("acc", "acc_summed", "acc_norm", "specificity"):
@@ -129,10 +138,6 @@ def summarize(samples: Sequence[dict[str, Any]], *, seed: int = 0) -> dict[str, 
         out[key] = 100 * sum(values) / len(values) if values else None
         out[f"{key}_ci_low"], out[f"{key}_ci_high"] = _interval(by_user, seed)
         out[f"{key}_n"] = len(values)
-    groups = sorted({s["group"] for s in samples if s.get("group")})
-    if groups:
-        out["by_group"] = {g: summarize([s for s in samples if s.get("group") == g], seed=seed)
-                           for g in groups}
     return out
 
 

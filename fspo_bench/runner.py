@@ -45,6 +45,7 @@ from fspo_bench.rundir import (
     write_json,
     write_records,
 )
+from fspo_bench.spec_checks import check_spec
 from fspo_bench.stats import METHOD_FIRST, domain_result
 
 REFERENCE_FIRST = "reference_first"
@@ -234,6 +235,7 @@ class Runner:
 
     def run(self) -> RunResult:
         """All stages: generate, judge, preference accuracy, score."""
+        check_spec(self.spec)
         self.generate()
         self.judge()
         self.preference_accuracy()
@@ -247,8 +249,8 @@ class Runner:
     def generate(self) -> list[Generation]:
         spec = self.spec
         backend = self.backend
-        backend.check()
         params = params_of(spec)
+        backend.check(params)
         queries = build_queries(spec, strict=self.strict, log=self.log)
         methods = {(role, domain): make_method(spec, name, domain)
                    for role, name in (("method", spec.method), ("reference", spec.reference))

@@ -301,6 +301,20 @@ def test_loglikelihood_matches_a_hand_computation(tiny_model_dir: Path):
     assert backend.loglikelihood([]) == []
 
 
+def test_packed_scoring_of_shared_prompts_equals_one_row_per_pair(tiny_model_dir: Path):
+    shared = PROMPTS[2] + "\n## Preferred Response"
+    pairs = [(shared, "\nA quick vegetable curry."), (shared, "\nNo."),
+             ("Hi", " there"), ("Hi", " you, and a longer continuation"), ("Other", " one")]
+    packed = HFBackend(str(tiny_model_dir), batch_size=2, layout="packed")
+    naive = HFBackend(str(tiny_model_dir), batch_size=2, layout="naive")
+    scores = packed.loglikelihood(pairs)
+    assert scores == pytest.approx(naive.loglikelihood(pairs), abs=1e-4, rel=1e-5)
+    assert scores == pytest.approx([hand_loglikelihood(naive, c, x) for c, x in pairs],
+                                   abs=1e-3, rel=1e-5)
+    with pytest.raises(FspoBenchError, match="unknown layout"):
+        HFBackend(str(tiny_model_dir), layout="zigzag")
+
+
 # ----------------------------------------------------------------------------- adapters
 
 

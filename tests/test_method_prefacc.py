@@ -181,3 +181,16 @@ def test_no_preference_accuracy_unless_asked(tiny_model, tmp_path):
                         log=lambda _: None).run()
     assert "prefacc" not in result.results[0].extra
     assert not (tmp_path / "run" / "preference_accuracy.json").exists()
+
+
+def test_reviews_reports_trained_and_interpolated_users_apart():
+    from fspo_bench.method_prefacc import summarize
+
+    samples = [{"user_id": u, "group": g, "acc": a, "acc_summed": 0.0, "acc_norm": 0.0}
+               for u, g, a in (("t1", "trained", 1.0), ("t2", "trained", 0.5),
+                               ("i1", "interpolated", 0.0), ("i2", "interpolated", 0.0))]
+    report = summarize(samples)
+    assert report["acc"] == 37.5
+    assert report["by_group"]["trained"]["acc"] == 75.0
+    assert report["by_group"]["interpolated"]["acc"] == 0.0
+    assert report["by_group"]["trained"]["n_docs"] == 2

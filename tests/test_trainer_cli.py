@@ -48,7 +48,7 @@ def test_importing_the_plugin_and_building_the_cli_imports_nothing_heavy():
         "from fspo_bench.trainers import plugin\n"
         "import fspo_bench.trainers.cli, fspo_bench.trainers.methods, fspo_bench.trainers.data\n"
         "import fspo_bench.trainers.presets, fspo_bench.trainers.losses\n"
-        "import fspo_bench.trainers.logprobs, fspo_bench.trainers.trainer\n"
+        "import fspo_bench.logprobs, fspo_bench.trainers.trainer\n"
         "app = typer.Typer()\n"
         "plugin.register_commands(app)\n"
         "heavy = sorted(m for m in ('torch', 'transformers', 'peft', 'accelerate') "

@@ -9,8 +9,8 @@ import pytest
 torch = pytest.importorskip("torch")
 pytest.importorskip("transformers")
 
+from fspo_bench.logprobs import completion_logps  # noqa: E402
 from fspo_bench.trainers.data import Example  # noqa: E402
-from fspo_bench.trainers.logprobs import completion_logps  # noqa: E402
 from fspo_bench.trainers.losses import (  # noqa: E402
     dpo_loss,
     ipo_loss,

@@ -11,7 +11,7 @@ given explicitly (command-line flags or keyword arguments): explicit beats prese
     checkpoint with ``--init``: the reference is that checkpoint). Pref-FT's learning rate is
     not published; it is a supervised objective, so it gets the SFT rate (our choice). Full
     fine-tuning (no LoRA). The official runs used FSDP and flash-attention-2; here the packed
-    layout needs ``sdpa`` (see :mod:`fspo_bench.trainers.logprobs`).
+    layout needs ``sdpa`` (see :mod:`fspo_bench.logprobs`).
 ``cpu-tiny``
     For tests on tiny random models: AdamW 1e-3, micro-batch 2, no accumulation, no warm-up,
     IPO beta 0.1, fp32.

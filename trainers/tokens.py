@@ -9,7 +9,7 @@ Examples longer than the context are **counted, reported and skipped**: the offi
 truncates the prompt and then the completions to ``max_length``, which can leave a completion
 empty (its loss silently zero). An example is too long when the prompt plus its longest
 completion exceeds ``max_length`` (every logical sequence must fit the model's context; the
-packed layout of :mod:`fspo_bench.trainers.logprobs` restarts positions after the prompt, so it
+packed layout of :mod:`fspo_bench.logprobs` restarts positions after the prompt, so it
 never uses a position past that either).
 """
 

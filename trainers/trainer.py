@@ -14,7 +14,7 @@ Plain PyTorch and transformers (peft for LoRA, accelerate only when launched by 
   that checkpoint), stored in ``reference_logps.safetensors`` and never recomputed: no second
   model copy, no second forward per step.
 - **Step**: log-probs summed over completion tokens, prompt computed once per example (the
-  packed layout of :mod:`fspo_bench.trainers.logprobs`); loss / accumulation, backward; after
+  packed layout of :mod:`fspo_bench.logprobs`); loss / accumulation, backward; after
   ``grad_accum`` micro-batches: grad-norm clipping, optimizer (RMSprop or AdamW), scheduler
   (linear warm-up ``min(1, (s + 1) / (warmup + 1))`` then constant, the official LambdaLR).
 - **Checkpoints**: every ``save_every`` steps and at the end (:mod:`.checkpoint`); a run finds
@@ -45,6 +45,7 @@ from fspo_bench import __version__
 from fspo_bench.dataset import DomainData
 from fspo_bench.errors import FspoBenchError
 from fspo_bench.hashing import stable_hash
+from fspo_bench.logprobs import completion_logps
 from fspo_bench.sampling import rng_for
 from fspo_bench.trainers import checkpoint as ckpt
 from fspo_bench.trainers.data import (
@@ -54,7 +55,6 @@ from fspo_bench.trainers.data import (
     build_examples,
     eval_examples,
 )
-from fspo_bench.trainers.logprobs import completion_logps
 from fspo_bench.trainers.losses import PREFERENCE_LOSSES, preference_loss, sft_loss
 from fspo_bench.trainers.presets import TrainConfig
 from fspo_bench.trainers.tokens import TokenizedExample, encode, special_ids

@@ -66,6 +66,7 @@ from fspo_bench.embedded import EMBEDDED
 from fspo_bench.errors import FspoBenchError
 from fspo_bench.fingerprint import folder_fingerprint
 from fspo_bench.hashing import stable_hash
+from fspo_bench.logprobs import LAYOUTS, MASKABLE, attention_implementation, packed_logps
 
 PICKLE_SUFFIXES = (".bin", ".pt", ".pkl", ".pth")
 DTYPES = {
@@ -212,6 +213,15 @@ class _Loaded:
 # --------------------------------------------------------------------------- the backend
 
 
+@dataclass(frozen=True)
+class _PackedRow:
+    """A prompt's token ids, its continuations' and the pairs they answer (``members``)."""
+
+    prompt: tuple[int, ...]
+    completions: tuple[tuple[int, ...], ...]
+    members: list[int]
+
+
 class HFBackend(Backend):
     name = "hf"
     description = (
@@ -229,13 +239,18 @@ class HFBackend(Backend):
         batch_size: int | str = 8,
         revision: str | None = None,
         threads: int | str | None = None,
+        layout: str = "packed",
         **options: Any,
     ) -> None:
         if options:
             raise FspoBenchError(
                 f"unknown option(s) for backend 'hf': {', '.join(sorted(options))}; "
-                f"valid: device, dtype, batch_size, revision, threads"
+                f"valid: device, dtype, batch_size, revision, threads, layout"
             )
+        if layout not in LAYOUTS:
+            raise FspoBenchError(f"unknown layout {layout!r} for backend 'hf'; valid: "
+                                 f"{', '.join(LAYOUTS)}")
+        self.layout = layout
         super().__init__(model)
         if str(dtype).lower() not in DTYPES:
             raise FspoBenchError(
@@ -691,13 +706,15 @@ class HFBackend(Backend):
         ``context`` and ``context + continuation`` are tokenized (no special tokens added); the
         tokens past the context's are the continuation's (a token that straddles the boundary
         counts as the continuation's). An empty context is conditioned on the BOS token (EOS
-        if there is none). Batches of ``batch_size``, left-padded with an attention mask.
+        if there is none). With ``layout="packed"`` (the default) the continuations whose
+        prompt tokens are the same (the two responses of a preference pair) are scored in one
+        row behind one copy of the prompt (:func:`fspo_bench.logprobs.packed_logps`); with
+        ``"naive"``, or where the model's attention takes no custom mask, each pair is its own
+        row. Batches of ``batch_size`` rows, left-padded.
         """
         pairs = [(str(c), str(x)) for c, x in pairs]
         if not pairs:
             return []
-        import torch
-
         with self._lock:
             self._prepare_all([adapter])
             key = self._adapter_key(adapter)
@@ -710,16 +727,45 @@ class HFBackend(Backend):
                         context_ids, whole = [loaded.start_id], [loaded.start_id, *whole]
                     encoded.append((whole, max(len(whole) - len(context_ids), 0)))
                 results = [0.0] * len(pairs)
-                order = sorted(
-                    (i for i in range(len(pairs)) if encoded[i][1] > 0),
-                    key=lambda i: -len(encoded[i][0]),
-                )
-                for start in range(0, len(order), self.batch_size):
-                    chunk = order[start : start + self.batch_size]
-                    scores = self._score(loaded, [encoded[i] for i in chunk], torch)
-                    for i, score in zip(chunk, scores, strict=True):
-                        results[i] = score
+                scored = [i for i in range(len(pairs)) if encoded[i][1] > 0]
+                if self.layout == "packed" and attention_implementation(
+                        loaded.model) in MASKABLE:
+                    self._score_packed(loaded, encoded, scored, results)
+                else:
+                    self._score_rows(loaded, encoded, scored, results)
                 return results
+
+    def _score_rows(self, loaded: _Loaded, encoded: list[tuple[list[int], int]],
+                    indices: list[int], results: list[float]) -> None:
+        import torch
+
+        order = sorted(indices, key=lambda i: -len(encoded[i][0]))
+        for start in range(0, len(order), self.batch_size):
+            chunk = order[start : start + self.batch_size]
+            scores = self._score(loaded, [encoded[i] for i in chunk], torch)
+            for i, score in zip(chunk, scores, strict=True):
+                results[i] = score
+
+    def _score_packed(self, loaded: _Loaded, encoded: list[tuple[list[int], int]],
+                      indices: list[int], results: list[float]) -> None:
+        """One row per distinct prompt (the tokens before a continuation's), all of its
+        continuations packed behind it."""
+        import torch
+
+        groups: dict[tuple[int, ...], list[int]] = {}
+        for i in indices:
+            whole, n = encoded[i]
+            groups.setdefault(tuple(whole[:-n]), []).append(i)
+        rows = [_PackedRow(prompt, tuple(tuple(encoded[i][0][-encoded[i][1]:]) for i in members),
+                           members) for prompt, members in groups.items()]
+        rows.sort(key=lambda r: -(len(r.prompt) + sum(len(c) for c in r.completions)))
+        for start in range(0, len(rows), self.batch_size):
+            chunk = rows[start : start + self.batch_size]
+            with torch.inference_mode():
+                sums, _ = packed_logps(loaded.model, chunk, pad_id=loaded.pad_id)
+            for b, row in enumerate(chunk):
+                for k, i in enumerate(row.members):
+                    results[i] = float(sums[b, k])
 
     def _score(self, loaded: _Loaded, rows: list[tuple[list[int], int]], torch: Any) -> list[float]:
         width = max(len(ids) for ids, _ in rows)

@@ -497,7 +497,7 @@ class LiteLLMBackend(Backend):
 
     # ----------------------------------------------------------------- preflight and cost
 
-    def check(self) -> None:
+    def check(self, params: GenerationParams | None = None) -> None:
         """One tiny request; FspoBenchError("cannot reach MODEL at API_BASE: ...") if it fails.
 
         A rate-limit answer (429) counts as reachable. No retries: a preflight should be quick.

@@ -29,6 +29,7 @@ class RoleplayDomain(TabularDomain):
     hub_id = "sher222/persona-iterative-responses"
     columns = ("x", "yw", "yl", "level", "score_persona")
     text_columns = ("x", "yw", "yl")
+    user_column = "level"
 
     def convert(self, row: dict[str, Any]) -> tuple[User, Preference]:
         persona = row["score_persona"]

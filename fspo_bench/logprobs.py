@@ -1,5 +1,8 @@
 """Summed completion log-probabilities, with the few-shot prompt computed once per example.
 
+Used by the trainers (policy and reference log-probabilities) and by the ``hf`` backend's
+``loglikelihood`` (preference accuracy scores both responses of a pair behind one prompt).
+
 FSPO's chosen and rejected completions share one long few-shot prompt (about ten times longer
 than a completion). The official code runs ``[prompt, chosen]`` and ``[prompt, rejected]`` as two
 rows (:func:`naive_logps`): the prompt is processed twice. :func:`packed_logps` runs one row
@@ -28,9 +31,17 @@ from __future__ import annotations
 
 import inspect
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, Protocol
 
-from fspo_bench.trainers.tokens import TokenizedExample
+
+class Packable(Protocol):
+    """Token ids of one prompt and its completions."""
+
+    @property
+    def prompt(self) -> Sequence[int]: ...
+
+    @property
+    def completions(self) -> Sequence[Sequence[int]]: ...
 
 LAYOUTS = ("packed", "naive")
 MASKABLE = ("sdpa", "eager")
@@ -90,7 +101,7 @@ def _sum_per_completion(logits: Any, rows: Any, cols: Any, targets: Any, which: 
     return sums, counts
 
 
-def packed_logps(model: Any, items: Sequence[TokenizedExample], *, pad_id: int
+def packed_logps(model: Any, items: Sequence[Packable], *, pad_id: int
                  ) -> tuple[Any, Any]:
     """``(sums, counts)``, each ``(batch, max completions)``: summed log-probs and token counts
     of every completion, the prompt computed once per example (see the module docstring).
@@ -105,7 +116,7 @@ def packed_logps(model: Any, items: Sequence[TokenizedExample], *, pad_id: int
             f"attn_implementation='sdpa' or 'eager', or use layout='naive'")
     device, dtype = _device_and_dtype(model)
     batch = len(items)
-    lengths = [item.packed_tokens for item in items]
+    lengths = [len(item.prompt) + sum(len(c) for c in item.completions) for item in items]
     width_seq = max(lengths)
     keep = max(sum(len(c) for c in item.completions) + 1 for item in items)
     width = max(len(item.completions) for item in items)
@@ -148,7 +159,7 @@ def packed_logps(model: Any, items: Sequence[TokenizedExample], *, pad_id: int
                                as_tensor(which), batch, width)
 
 
-def naive_logps(model: Any, items: Sequence[TokenizedExample], *, pad_id: int
+def naive_logps(model: Any, items: Sequence[Packable], *, pad_id: int
                 ) -> tuple[Any, Any]:
     """The same as :func:`packed_logps`, the official way: one ``[prompt, completion]`` row
     per completion (the prompt runs once per completion), left-padded, one forward."""
@@ -191,7 +202,7 @@ def naive_logps(model: Any, items: Sequence[TokenizedExample], *, pad_id: int
     return sums, counts
 
 
-def completion_logps(model: Any, items: Sequence[TokenizedExample], *, pad_id: int,
+def completion_logps(model: Any, items: Sequence[Packable], *, pad_id: int,
                      layout: str = "packed") -> tuple[Any, Any]:
     """Summed log-probs and token counts of every completion, in ``layout``."""
     if layout == "packed":
