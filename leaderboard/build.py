@@ -32,7 +32,8 @@ from fspo_bench.records import Generation, Judgment, Record, RunResult, RunSpec
 from fspo_bench.stats import method_difference, outcome, query_scores
 
 RUN_FILES = ("config.json", "generations.jsonl", "judgments.jsonl", "results.json")
-OUTPUT_FILES = ("leaderboard.md", "leaderboard.csv", "leaderboard.json", "index.html")
+OUTPUT_FILES = ("leaderboard.md", "leaderboard.csv", "leaderboard.json", "leaderboard.meta.json",
+                "index.html")
 
 PAPER_JUDGE = "paper (judge model and prompt unpublished)"
 PAPER_MODEL = "Llama-3.2-3B-Instruct"
@@ -318,9 +319,15 @@ def _known(key: str, value: Any) -> Any:
     return value if _is_number(value) else None
 
 
-def run_rows(run: Run) -> list[dict[str, Any]]:
+def portable_path(path: Path, out: Path) -> str:
+    """``path`` relative to the leaderboard folder ``out`` (POSIX separators), so that a copy
+    of the leaderboard and its runs moved elsewhere still points at them."""
+    return Path(os.path.relpath(os.path.abspath(path), os.path.abspath(out))).as_posix()
+
+
+def run_rows(run: Run, out: Path) -> list[dict[str, Any]]:
     """One row per domain of a run, with the numbers exactly as results.json gives them (on
-    today's scales: :func:`current_extra`)."""
+    today's scales: :func:`current_extra`); ``run_dir`` relative to the leaderboard ``out``."""
     backend = run.config.get("backend")
     backend = backend if isinstance(backend, dict) else {}
     judge_id, template_hash = judge_identity(run.config.get("judge"), run.spec.judge)
@@ -357,7 +364,7 @@ def run_rows(run: Run) -> list[dict[str, Any]]:
         row["config_hash"] = run.result.config_hash
         row["package_version"] = run.result.package_version
         row["date"] = run.result.created or run.config.get("created")
-        row["run_dir"] = os.path.abspath(run.path)
+        row["run_dir"] = portable_path(run.path, out)
         rows.append(row)
     return rows
 
@@ -387,13 +394,13 @@ def _difference_columns(diff: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def add_differences(runs: Sequence[Run], rows: list[dict[str, Any]], vs: str, *,
+def add_differences(runs: Sequence[Run], rows: list[dict[str, Any]], vs: str, out: Path, *,
                     seed: int = 0) -> None:
     """Give every run row its paired difference from the row of method ``vs`` with the same
     domain, model and judge (:data:`VS_COLUMNS`): winrate over their common judged queries,
     preference accuracy over their common pairs with the exact McNemar p-value. Rows without
     such a baseline row, and the baseline rows themselves, have only ``vs``."""
-    by_dir = {os.path.abspath(run.path): run for run in runs}
+    by_dir = {portable_path(run.path, out): run for run in runs}
     baselines: dict[tuple[str, str, str], dict[str, Any]] = {}
     for row in rows:
         key = (row["domain"], row["model"], row["judge_id"])
@@ -635,9 +642,9 @@ def build(run_dirs: Sequence[Path], out: Path, *, title: str, max_samples: int =
     if max_samples < 0:
         raise FspoBenchError("--max-samples must be 0 or more")
     runs = read_runs(run_dirs)
-    rows = [row for run in runs for row in run_rows(run)]
+    rows = [row for run in runs for row in run_rows(run, out)]
     if vs is not None:
-        add_differences(runs, rows, vs)
+        add_differences(runs, rows, vs, out)
     n_paper = 0
     if with_paper:
         extra = paper_rows()
@@ -652,7 +659,7 @@ def build(run_dirs: Sequence[Path], out: Path, *, title: str, max_samples: int =
             sample_sets.append({
                 "method": run.spec.method, "domain": domain, "model": run.spec.model,
                 "judge_id": judge_id, "config_hash": run.result.config_hash,
-                "reference": run.spec.reference, "run_dir": os.path.abspath(run.path),
+                "reference": run.spec.reference, "run_dir": portable_path(run.path, out),
                 "samples": shown, "total": total,
             })
     files = render.render_all(df, sample_sets, title=title, max_samples=max_samples)

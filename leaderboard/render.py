@@ -307,15 +307,24 @@ def csv_text(df) -> str:
     return df.to_csv(index=False, lineterminator="\n")
 
 
-def json_text(df, title: str, generated: str) -> str:
+def json_text(df) -> str:
+    """leaderboard.json: the rows as a JSON array of records (``pandas.read_json`` reads it as
+    the table in one call)."""
+    return json.dumps(records(df), indent=2, ensure_ascii=False, allow_nan=False) + "\n"
+
+
+def meta_json_text(df, title: str, generated: str) -> str:
+    """leaderboard.meta.json: what the table is, beside it."""
     document = {
         "title": title,
         "generated": generated,
         "generator": f"fspo-bench {__version__}",
         "columns": list(df.columns),
-        "recompute": "each row with source 'run' names its run directory (run_dir); its "
-                     "judgments.jsonl and generations.jsonl reproduce the row (docs/runs.md)",
-        "rows": records(df),
+        "scale": "shares (winrate, prefacc, failed_share, judge_canary_pass, ...) in percent "
+                 "0-100; differences and specificity in percentage points",
+        "recompute": "each row with source 'run' names its run directory (run_dir, relative "
+                     "to this folder); its judgments.jsonl and generations.jsonl reproduce the "
+                     "row (docs/runs.md)",
     }
     return json.dumps(document, indent=2, ensure_ascii=False, allow_nan=False) + "\n"
 
@@ -451,12 +460,13 @@ def html(df, sample_sets: list[dict[str, Any]], *, title: str, generated: str,
 
 def render_all(df, sample_sets: list[dict[str, Any]], *, title: str,
                max_samples: int) -> dict[str, str]:
-    """The four output files, by name."""
+    """The output files, by name."""
     generated = datetime.now(timezone.utc).replace(microsecond=0).isoformat()
     return {
         "leaderboard.md": markdown(df, title),
         "leaderboard.csv": csv_text(df),
-        "leaderboard.json": json_text(df, title, generated),
+        "leaderboard.json": json_text(df),
+        "leaderboard.meta.json": meta_json_text(df, title, generated),
         "index.html": html(df, sample_sets, title=title, generated=generated,
                            max_samples=max_samples),
     }

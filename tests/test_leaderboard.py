@@ -29,7 +29,8 @@ from tests.run_fixtures import (
 )
 
 ROOT = Path(__file__).resolve().parents[1]
-FILES = ("leaderboard.md", "leaderboard.csv", "leaderboard.json", "index.html")
+FILES = ("leaderboard.md", "leaderboard.csv", "leaderboard.json", "leaderboard.meta.json",
+         "index.html")
 PAPER_JUDGE = "paper (judge model and prompt unpublished)"
 
 
@@ -64,7 +65,7 @@ def results_of(runs: list[Path]) -> dict[tuple[str, str], tuple[Path, object, Ru
 
 
 def json_rows(out: Path) -> list[dict]:
-    return json.loads((out / "leaderboard.json").read_text())["rows"]
+    return json.loads((out / "leaderboard.json").read_text())
 
 
 def copy_runs(runs: list[Path], tmp_path: Path) -> list[Path]:
@@ -78,7 +79,7 @@ def snapshot(folder: Path) -> dict[str, bytes]:
 # --------------------------------------------------------------------------- the four files
 
 
-def test_build_writes_the_four_files(built):
+def test_build_writes_its_files(built):
     assert sorted(p.name for p in built.iterdir()) == sorted(FILES)
     for name in FILES:
         assert (built / name).stat().st_size > 0
@@ -124,14 +125,14 @@ def test_csv_and_json_rows_match_results_json(built, runs):
             assert row["template_hash"] == TEMPLATE_HASH
             assert row["model"] == result.spec.model and row["backend"] == "hf"
             assert row["shots"] == 4
-            assert Path(row["run_dir"]) == run.resolve()
+            assert (built / row["run_dir"]).resolve() == run.resolve()
 
 
 def test_every_row_is_recomputable_from_its_published_judgments(built):
     """The JSON names each row's run directory; its judgments reproduce the row's winrate."""
     for row in json_rows(built):
         scores = defaultdict(list)
-        for line in (Path(row["run_dir"]) / "judgments.jsonl").read_text().splitlines():
+        for line in (built / row["run_dir"] / "judgments.jsonl").read_text().splitlines():
             j = Judgment.from_json(line)
             if j.meta["domain"] != row["domain"] or not j.valid:
                 continue
@@ -374,8 +375,32 @@ def test_vs_adds_paired_differences_from_the_baseline_row(runs, tmp_path):
 
 
 def test_without_vs_there_are_no_difference_columns(built):
-    assert not [c for c in json.loads((built / "leaderboard.json").read_text())["columns"]
+    assert not [c for c in json.loads((built / "leaderboard.meta.json").read_text())["columns"]
                 if c.startswith("vs")]
+
+
+def test_pandas_reads_the_leaderboard_json_in_one_call(built):
+    table = pd.read_json(built / "leaderboard.json")
+    assert list(table.columns) == json.loads((built / "leaderboard.meta.json").read_text())[
+        "columns"]
+    assert len(table) == len(pd.read_csv(built / "leaderboard.csv"))
+
+
+def test_a_moved_copy_of_the_leaderboard_and_its_runs_still_points_at_them(runs, tmp_path):
+    import shutil
+
+    home = tmp_path / "home"
+    for run in runs:
+        shutil.copytree(run, home / "runs" / run.name)
+    copied = [home / "runs" / run.name for run in runs]
+    assert run_cli("leaderboard", "build", *map(str, copied), "--out", str(home / "board")) == 0
+    moved = tmp_path / "elsewhere"
+    shutil.move(str(home), str(moved))
+    board = moved / "board"
+    published = "".join(p.read_text() for p in board.iterdir())
+    assert str(tmp_path) not in published  # no absolute path of this machine
+    for row in json.loads((board / "leaderboard.json").read_text()):
+        assert (board / row["run_dir"] / "results.json").is_file()
 
 
 def test_vs_an_absent_method_is_one_line_error(runs, tmp_path, capsys):
@@ -387,12 +412,13 @@ def test_vs_an_absent_method_is_one_line_error(runs, tmp_path, capsys):
     assert not (tmp_path / "o").exists()
 
 
-EMBEDDED_RUNS = ROOT / "leaderboard" / "embedded" / "runs"
+#: Run directories written before answer health and calibration (the embedded leaderboard of
+#: commit b839fef).
+OLD_RUNS = Path(__file__).parent / "data" / "old_runs"
 
 
-@pytest.mark.skipif(not EMBEDDED_RUNS.is_dir(), reason="no embedded runs")
 def test_builds_from_old_format_run_dirs(tmp_path):
-    runs = sorted(EMBEDDED_RUNS.iterdir())
+    runs = sorted(OLD_RUNS.iterdir())
     out = tmp_path / "board"
     assert run_cli("leaderboard", "build", *map(str, runs), "--out", str(out),
                    "--max-samples", "0", "--vs", "fewshot") == 0

@@ -51,7 +51,7 @@ def test_calibrated_headline_secondary_columns_and_old_runs_on_one_scale(tmp_pat
     assert float(rows[("fspo", "reviews")][column["pref. acc. summed"]]) == 69.0
     assert rows[("fewshot", "reviews")][column["pref. acc. summed"]] == ""
 
-    rows_json = json.loads((out / "leaderboard.json").read_text())["rows"]
+    rows_json = json.loads((out / "leaderboard.json").read_text())
     by_key = {(r["method"], r["domain"]): r for r in rows_json}
     assert {k: by_key[("fewshot", "elix")][k] for k in PREFACC} == PREFACC
     assert by_key[("fspo", "elix")]["prefacc"] is None
