@@ -9,7 +9,6 @@ from pathlib import Path
 from fspo_bench.records import Judgment
 from tests.run_fixtures import run_cli, write_runs
 
-ROOT = Path(__file__).resolve().parents[1]
 #: Run directories written before answer health and calibration (the embedded leaderboard of
 #: commit b839fef).
 OLD_RUNS = Path(__file__).parent / "data" / "old_runs"
