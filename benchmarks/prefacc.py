@@ -47,7 +47,7 @@ def main(argv: list[str] | None = None) -> None:
                 for layout in ("naive", "packed")}
     pairs = [pair for p in prefs for pair in request_pairs({
         "context": backends["naive"].render_prompt(
-            method.build_request(query_of(data, p, args.shots, 0).without_profile(), params)),
+            method.build_request(method.visible(query_of(data, p, args.shots, 0)), params)),
         "choices": choices(p, args.domain)})]
     prompt_chars = statistics.mean(len(c) for c, _ in pairs)
     answer_chars = statistics.mean(len(x) for _, x in pairs)

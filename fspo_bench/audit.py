@@ -300,8 +300,8 @@ def add_audit_command(app: Any) -> None:
             "--injection-limit", help="Pairs used for the prompt-injection check.")
         ] = DEFAULT_INJECTION_LIMIT,
         canary_pairs: Annotated[int, typer.Option(
-            "--canary-pairs", help="Held-out pairs whose degenerate-answer canaries are judged "
-            "(10 comparisons each); 0 = none.")
+            "--canary-pairs", min=0, help="Held-out pairs whose degenerate-answer canaries are "
+            "judged (10 comparisons each); 0 = none.")
         ] = DEFAULT_PAIRS,
         as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
     ) -> None:

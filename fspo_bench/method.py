@@ -55,6 +55,11 @@ class Method(Component):
     def build_request(self, query: Query, params: GenerationParams) -> GenerationRequest:
         """The prompt (or chat messages) and decoding parameters for one query."""
 
+    def visible(self, query: Query) -> Query:
+        """The query as this method may see it: without the user's profile unless it declares
+        ``sees_user_profile``."""
+        return query if self.sees_user_profile else query.without_profile()
+
     def calls(self, query: Query, params: GenerationParams) -> Calls:
         """The model calls that answer one query: a generator that yields each request,
         receives the model's text for it, and returns the raw answer (what :meth:`parse`

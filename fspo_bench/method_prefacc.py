@@ -65,21 +65,26 @@ class Scorer:
     progress: Progress | None = None
 
     def contexts(self, method: Method, queries: Sequence[Query]) -> list[GenerationRequest]:
-        asked = [q if method.sees_user_profile else q.without_profile() for q in queries]
-        return drive([method.scoring_request(q, self.params) for q in asked], self.complete)
+        return drive([method.scoring_request(method.visible(q), self.params) for q in queries],
+                     self.complete)
 
     def logliks(self, method: Method, queries: Sequence[Query], prefs: Sequence[Preference],
                 domain: str) -> list[list[float]]:
         """Per pair, the summed log-probabilities of its two choices (:func:`choices`) in the
-        method's context for the query."""
+        method's context for the query, with the context request's adapter."""
         requests = self.contexts(method, queries)
-        docs = [{"context": self.backend.render_prompt(r), "choices": choices(p, domain)}
-                for r, p in zip(requests, prefs, strict=True)]
-        pairs = [pair for d in docs for pair in request_pairs(d)]
-        lls = cached_loglikelihood(self.backend, pairs, adapter=method.checkpoint,
-                                   cache=self.cache, count=self.count, progress=self.progress,
-                                   label=f"prefacc {method.name} [{domain}]")
-        return [lls[2 * i:2 * i + 2] for i in range(len(docs))]
+        lls: list[list[float]] = [[] for _ in requests]
+        for adapter in dict.fromkeys(r.adapter for r in requests):
+            mine = [i for i, r in enumerate(requests) if r.adapter == adapter]
+            pairs = [pair for i in mine for pair in request_pairs(
+                {"context": self.backend.render_prompt(requests[i]),
+                 "choices": choices(prefs[i], domain)})]
+            scores = cached_loglikelihood(self.backend, pairs, adapter=adapter, cache=self.cache,
+                                          count=self.count, progress=self.progress,
+                                          label=f"prefacc {method.name} [{domain}]")
+            for k, i in enumerate(mine):
+                lls[i] = scores[2 * k:2 * k + 2]
+        return lls
 
 
 def choices(pref: Preference, domain: str) -> list[str]:

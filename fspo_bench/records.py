@@ -114,14 +114,16 @@ class Query(Record):
     question_id: str = ""
 
     def without_profile(self) -> Query:
-        """The same query with the user's description and attributes removed (the id stays)."""
-        return dataclasses.replace(self, user=User(self.user.id, ""))
+        """The same query with the user's description and attributes removed (the id stays),
+        and the shots without the attributes their responses were written for."""
+        return dataclasses.replace(self, user=User(self.user.id, ""),
+                                   shots=[dataclasses.replace(s, meta={}) for s in self.shots])
 
 
 #: The health of one answer (docs/runs.md, "Answer health"). ``empty`` and ``format_error`` are
 #: failed answers: never shown to a judge, they lose their comparison in both orders.
 AnswerStatus = Literal["ok", "empty", "format_error", "truncated"]
-FAILED_STATUSES: tuple[str, ...] = ("empty", "format_error")
+FAILED_STATUSES: frozenset[str] = frozenset({"empty", "format_error"})
 
 
 @dataclass(frozen=True)
@@ -139,6 +141,17 @@ class Generation(Record):
     @property
     def failed(self) -> bool:
         return self.status in FAILED_STATUSES
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Generation:
+        """Also reads records written before answer health: their status follows from the text
+        (an empty answer is ``empty``, or ``format_error`` after a RAT description)."""
+        if isinstance(data, dict) and "status" not in data:
+            text, meta = data.get("text"), data.get("meta") or {}
+            status = ("ok" if not isinstance(text, str) or text.strip()
+                      else "format_error" if "description" in meta else "empty")
+            data = {**data, "status": status}
+        return super().from_dict(data)
 
 
 @dataclass(frozen=True)

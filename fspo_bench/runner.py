@@ -31,7 +31,15 @@ from fspo_bench.method import Method, checkpoint_for
 from fspo_bench.method_prefacc import Scorer, method_preference_accuracy
 from fspo_bench.prefacc import LoglikCount
 from fspo_bench.progress import StageProgress
-from fspo_bench.records import DomainResult, Generation, Judgment, Query, RunResult, RunSpec
+from fspo_bench.records import (
+    FAILED_STATUSES,
+    DomainResult,
+    Generation,
+    Judgment,
+    Query,
+    RunResult,
+    RunSpec,
+)
 from fspo_bench.rundir import (
     CANARIES,
     CONFIG,
@@ -154,9 +162,8 @@ def generate(method: Method, role: str, domain: str, queries: Sequence[Query],
     """The method's answers to the queries, each call through the cache, with their health
     (:mod:`fspo_bench.answer_health`). A method sees the user's profile only when it declares
     ``sees_user_profile``; the generations keep the whole query for the judges."""
-    asked = [q if method.sees_user_profile else q.without_profile() for q in queries]
     last: dict[int, tuple[GenerationRequest, str]] = {}
-    raws = drive([method.calls(q, params) for q in asked],
+    raws = drive([method.calls(method.visible(q), params) for q in queries],
                  lambda requests: cached_generate(backend, requests, cache, count, progress,
                                                   f"{count.stage} [{domain}]"),
                  on_text=lambda i, request, text: last.__setitem__(i, (request, text)))
@@ -415,33 +422,52 @@ class Plan:
 def plan(spec: RunSpec, cache: ResponseCache, strict: bool = False) -> Plan:
     """Count the model calls a run needs without making any (``--dry-run``).
 
-    Judgments can only be looked up once both generations of a query are known; until then
-    every comparison counts as new (an upper bound).
+    Each method's calls are walked with the cached texts; a call that is not cached counts as
+    new and is answered with an empty text, so the calls that may follow it (a forced RAT
+    answer) count too (an upper bound). Judgments can only be looked up once both generations
+    of a query are known; until then every comparison counts as new (an upper bound), except
+    those of failed answers, which no judge sees. The judge's canaries count with them.
+    Preference accuracy, which makes no generation or judge call except a RAT description,
+    is not counted.
     """
     backend, judge = make_backend(spec), make_judge(spec.judge, spec.judge_options)
     params = params_of(spec)
-    tagged = [(d, q) for d, qs in build_queries(spec, strict=strict).items() for q in qs]
-    queries = [q for _, q in tagged]
-    methods = {(name, d): make_method(spec, name, d)
-               for name in (spec.method, spec.reference) for d in spec.domains}
-    method, reference = (methods[name, spec.domains[0]] for name in (spec.method, spec.reference))
-    requests = [methods[name, d].build_request(q, params)
-                for name in (spec.method, spec.reference) for d, q in tagged]
-    found = cache.get_many([generation_key(backend, r) for r in requests])
-    missing = [r for r, value in zip(requests, found, strict=True) if value is None]
-    generations = StageCount("generate", len(requests) - len(missing), len(missing))
-    judgments = StageCount("judge", 0, 2 * len(queries))
-    if not missing:
-        texts = [method.parse(v["text"]).response for v in found[:len(queries)]]
-        ref_texts = [reference.parse(v["text"]).response for v in found[len(queries):]]
-        comparisons = [Comparison(q.user, q.question, a, b, {"domain": d})
-                       for (d, q), m, r in zip(tagged, texts, ref_texts, strict=True)
-                       for a, b in ((m, r), (r, m))]
-        hits = sum(v is not None for v in cache.get_many(
+    data = load_domains(spec, strict=strict)
+    tagged = [(d, q) for d, dd in data.items()
+              for q in dd.queries(shots=spec.shots, seed=spec.seed, limit=spec.limit)]
+    generations, missing = StageCount("generate"), []
+
+    def lookup(requests: list[GenerationRequest]) -> list[str]:
+        found = cache.get_many([generation_key(backend, r) for r in requests])
+        missing.extend(r for r, value in zip(requests, found, strict=True) if value is None)
+        generations.cached += sum(value is not None for value in found)
+        generations.new = len(missing)
+        return ["" if value is None else value["text"] for value in found]
+
+    answers = {}
+    for name in (spec.method, spec.reference):
+        methods = [make_method(spec, name, d) for d, _ in tagged]
+        raws = drive([m.calls(m.visible(q), params) for m, (_, q) in zip(methods, tagged,
+                                                                       strict=True)], lookup)
+        answers[name] = [m.parse(raw) for m, raw in zip(methods, raws, strict=True)]
+    canaries = [c.comparison for dd in data.values()
+                for c in build_canaries(dd, n=CANARY_PAIRS, seed=spec.seed)]
+    hits = sum(value is not None for value in cache.get_many(
+        [judgment_key(judge, c) for c in canaries]))
+    if missing:  # answers unknown: every comparison may need the judge
+        judgments = StageCount("judge", hits, 2 * len(tagged) + len(canaries) - hits)
+    else:
+        comparisons = [
+            Comparison(q.user, q.question, a, b, {"domain": d})
+            for (d, q), m, r in zip(tagged, answers[spec.method], answers[spec.reference],
+                                    strict=True)
+            if FAILED_STATUSES.isdisjoint({answer_status(x, truncated=False) for x in (m, r)})
+            for a, b in ((m.response, r.response), (r.response, m.response))]
+        hits += sum(value is not None for value in cache.get_many(
             [judgment_key(judge, c) for c in comparisons]))
-        judgments = StageCount("judge", hits, len(comparisons) - hits)
+        judgments = StageCount("judge", hits, len(comparisons) + len(canaries) - hits)
     cost = backend.estimate_cost(missing) + judge.estimate_cost(judgments.new)
-    return Plan(spec.method, len(queries), generations, judgments, cost)
+    return Plan(spec.method, len(tagged), generations, judgments, cost)
 
 
 #: results.json columns from preference_accuracy.json: (column, key of the domain's report).
@@ -463,7 +489,12 @@ def _with_preference_accuracy(path: Path, results: list[DomainResult]) -> list[D
     out = []
     for r in results:
         p = report.get(r.domain)
-        if p is not None:
+        if p is not None and "acc_summed" not in p:  # written before calibration: as it was
+            r = replace(r, extra={**r.extra, "prefacc": p["acc"], "prefacc_n": p["n_docs"],
+                                  "prefacc_ci_low": p["acc_ci_low"],
+                                  "prefacc_ci_high": p["acc_ci_high"],
+                                  "prefacc_norm": p["acc_norm"]})
+        elif p is not None:
             columns = {column: p.get(key) for column, key in PREFACC_COLUMNS}
             if not columns["specificity_n"]:
                 columns = {k: v for k, v in columns.items() if not k.startswith("specificity")}

@@ -45,6 +45,8 @@ def check_spec(spec: RunSpec) -> None:
     _check("--seed", spec.seed, True, f"from 0 to {SEED_LIMIT - 1}",
            lambda v: 0 <= v < SEED_LIMIT)
     _check("--prefacc", spec.prefacc, True, ">= 0", lambda v: v >= 0)
+    if spec.specificity and not spec.prefacc:
+        raise OptionError("--specificity scores preference-accuracy pairs: give --prefacc N > 0")
     for key, value in spec.generation.items():
         if key not in GENERATION_RULES:
             raise OptionError(f"unknown generation option {key!r}; valid: "

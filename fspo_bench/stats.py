@@ -272,7 +272,11 @@ def domain_result(domain: str, judgments: Sequence[Judgment], generations: Seque
     by_query: dict[Key, dict[bool, float | None]] = defaultdict(dict)
     for o in outcomes:
         by_query[(o.user, o.question_id)][o.method_first] = o.score
-    both = [v for v in by_query.values() if v.get(True) is not None and v.get(False) is not None]
+    judged: dict[Key, dict[bool, float | None]] = defaultdict(dict)
+    for o in outcomes:
+        if o.judged:  # verdicts of failed answers follow a rule: no judge's consistency
+            judged[(o.user, o.question_id)][o.method_first] = o.score
+    both = [v for v in judged.values() if v.get(True) is not None and v.get(False) is not None]
     method_words = [words(t) for (role, _, _), t in texts.items() if role == "method"]
     reference_words = [words(t) for (role, _, _), t in texts.items() if role == "reference"]
     length_diff = [len(texts.get(("method", o.user, o.question_id), ""))

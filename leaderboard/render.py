@@ -280,8 +280,9 @@ def markdown(df, title: str) -> str:
     if with_["prefacc"]:
         notes.append(f"{PREFACC_HEADER}: % of held-out labelled pairs on which the method, "
                      "prompted as it generates, gives the user's chosen response the higher "
-                     "calibrated score (its log-probability under the method's prompt minus the "
-                     "base model's zero-shot one); no judge; 95% CI from a bootstrap that "
+                     "calibrated score (its log-probability under the method's prompt minus its "
+                     "log-probability under the run's reference method, base: the question "
+                     "alone); no judge; 95% CI from a bootstrap that "
                      "resamples users (docs/runs.md).")
     if with_["prefacc_summed"] or with_["prefacc_norm"]:
         notes.append(f"{PREFACC_SUMMED_HEADER} / {PREFACC_NORM_HEADER}: the same test with "

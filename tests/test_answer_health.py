@@ -143,20 +143,65 @@ def test_a_killed_run_between_two_calls_resumes_without_repeating_the_first(tmp_
 
 
 def test_methods_see_no_user_profile_unless_they_declare_it(tmp_path):
-    seen = {}
-    for name in ("fewshot", "oracle"):
-        method = plugins.get("method", name)()
+    seen = []
+
+    class Spy(type(plugins.get("method", "fewshot")())):
+        name = "spy"
+
+        def build_request(self, query, params):
+            seen.append(query)
+            return super().build_request(query, params)
+
+    query = rat_query()
+    query = Query(query.user, [Preference("u1", "Q?", "A.", "B.", "q0", {"chosen_attr": "x"})],
+                  query.question, query.question_id)
+    for method, sees in ((Spy(), False), (plugins.get("method", "oracle")(), True)):
         backend = Scripted({"first": "ok", "forced": "ok"})
-        with ResponseCache(tmp_path / f"{name}.sqlite") as cache:
-            [g] = generate(method, "method", "elix", [rat_query()], backend,
+        with ResponseCache(tmp_path / f"{method.name}.sqlite") as cache:
+            [g] = generate(method, "method", "elix", [query], backend,
                            GenerationParams(), cache, StageCount("generate"), lambda *a: None)
-        seen[name] = backend.calls[0]
-        assert g.query.user.description == "a physicist"  # the judges still see the user
-    assert "a physicist" not in seen["fewshot"] and "a physicist" in seen["oracle"]
+        assert g.query == query  # the judges still see the whole user
+        assert ("a physicist" in backend.calls[0]) == sees
+    [asked] = seen
+    assert asked.user.id == "u1" and asked.user.description == "" and not asked.user.attributes
+    assert asked.shots[0].meta == {} and asked.shots[0].chosen == "A."
 
 
-def test_old_generation_records_load_as_ok():
+def test_old_generation_records_get_their_status_from_the_text():
     from fspo_bench.records import Generation
 
     old = {"method": "m", "query": rat_query().to_dict(), "text": "t", "raw": "t", "meta": {}}
     assert Generation.from_dict(old).status == "ok"
+    assert Generation.from_dict({**old, "text": " "}).status == "empty"
+    rat = {**old, "text": "", "meta": {"description": "likes cats"}}
+    assert Generation.from_dict(rat).status == "format_error"
+
+
+def test_a_dry_run_counts_a_forced_rat_answer_and_no_judge_call_for_failed_answers(
+        plugin_site, tiny_model, tmp_path):
+    from fspo_bench.runner import plan
+
+    make_plugin(plugin_site, "tp-silent", "tp_silent", SILENT)
+    plugins.reset()
+    spec = RunSpec(method="silent", domains=["elix"], model=str(tiny_model), judge="proxy",
+                   limit=2, shots=1, generation={"max_new_tokens": 4},
+                   backend_options={"threads": 1})
+    with ResponseCache(tmp_path / "cache.sqlite") as cache:
+        Runner(spec, tmp_path / "run", cache, progress=lambda *a: None,
+               log=lambda _: None).run()
+        again = plan(spec, cache)
+    assert again.generations.new == 0 and again.judgments.new == 0
+    assert again.judgments.cached > 0  # the canaries only: no comparison of failed answers
+
+    rat = plugins.get("method", "fspo-rat")(checkpoint=None)
+    rat.needs_checkpoint = False
+    asked = []
+
+    def lookup(requests):
+        asked.extend(requests)
+        return ["" for _ in requests]  # nothing cached: an empty description and no answer
+
+    from fspo_bench.calls import drive
+
+    drive([rat.calls(rat_query(), GenerationParams())], lookup)
+    assert len(asked) == 2  # the first call and the forced answer, both counted

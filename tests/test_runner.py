@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib.util
+import json
 import os
 import signal
 import sqlite3
@@ -83,9 +84,13 @@ def test_dry_run_counts_calls_without_making_them(tiny_model, tmp_path):
         assert len(cache) == 0
         run(tiny_model, tmp_path / "run", cache)
         after = plan(spec(tiny_model), cache)
-    assert (before.generations.new, before.judgments.new) == (8, 8)
+    canaries = sum(k["n"] for d in json.loads((tmp_path / "run" / "judge_canaries.json")
+                                              .read_text()).values()
+                   for k in d["by_kind"].values())  # judged too, and counted
+    assert canaries > 0
+    assert (before.generations.new, before.judgments.new) == (8, 8 + canaries)
     assert (after.generations.new, after.judgments.new) == (0, 0)
-    assert (after.generations.cached, after.judgments.cached) == (8, 8)
+    assert (after.generations.cached, after.judgments.cached) == (8, 8 + canaries)
     assert before.cost == 0.0
 
 
@@ -201,3 +206,21 @@ def test_bad_rows_are_reported_and_strict_makes_them_fatal(tiny_model, tmp_path)
         with pytest.raises(DataError, match="label must be 0 or 1"):
             Runner(spec(tiny_model, data=str(data)), tmp_path / "strict", cache,
                    strict=True).generate()
+
+
+def test_re_scoring_a_run_from_before_calibration_keeps_its_numbers(tmp_path):
+    import shutil
+
+    from fspo_bench.cache import ResponseCache
+    from fspo_bench.runner import load_runner
+
+    old = Path(__file__).parent / "data" / "old_runs" / "fspo"
+    run = tmp_path / "fspo"
+    shutil.copytree(old, run)
+    before = json.loads((old / "results.json").read_text())
+    with ResponseCache(tmp_path / "cache.sqlite") as cache:
+        result = load_runner(run, cache, log=lambda _: None).score()
+    for then, now in zip(before["results"], result.results, strict=True):
+        for key in ("prefacc", "prefacc_n", "prefacc_norm", "prefacc_ci_low"):
+            assert now.extra[key] == then["extra"][key]  # the 0-1 summed accuracy, as it was
+        assert "prefacc_summed" not in now.extra  # so the leaderboard reads it as old-format

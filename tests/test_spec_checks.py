@@ -86,3 +86,14 @@ def test_the_hf_backend_refuses_more_new_tokens_than_the_model_context(tiny_mode
     with pytest.raises(FspoBenchError, match=r"^max_new_tokens 1025 exceeds the context of "
                                              r"model .* \(1024 tokens\)$"):
         backend.check(GenerationParams(max_new_tokens=1025))
+
+
+def test_specificity_needs_preference_accuracy():
+    from fspo_bench.records import RunSpec
+    from fspo_bench.spec_checks import OptionError, check_spec
+
+    spec = RunSpec(method="fewshot", domains=["elix"], model="embedded", specificity=True)
+    with pytest.raises(OptionError, match="--specificity"):
+        check_spec(spec)
+    check_spec(RunSpec(method="fewshot", domains=["elix"], model="embedded", specificity=True,
+                       prefacc=4))

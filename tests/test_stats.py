@@ -61,6 +61,18 @@ def test_domain_result_by_hand():
         result.extra["length_controlled_winrate"] is not None)
 
 
+def test_verdicts_of_failed_answers_count_in_the_winrate_not_in_position_consistency():
+    judgments = [judgment("u1", "q1", "method_first", "a"),
+                 judgment("u1", "q1", "reference_first", "a")]  # inconsistent judge
+    for order, winner in (("method_first", "b"), ("reference_first", "a")):  # failed answer
+        ruled = judgment("u2", "q2", order, winner)
+        judgments.append(Judgment(**{**ruled.__dict__, "meta": {**ruled.meta,
+                                                                 "not_judged": True}}))
+    result = domain_result("d", judgments, [])
+    assert result.winrate == pytest.approx(100 * (0.5 + 0.0) / 2)
+    assert result.extra["position_consistency"] == 0.0  # only the judged query counts
+
+
 def test_the_bootstrap_resamples_users_not_queries():
     # One user always wins, the other always loses: 50 queries each. Resampling queries would
     # give a tight interval around 50; resampling the two users gives nearly [0, 100].
