@@ -323,3 +323,11 @@ def test_check_names_model_and_api_base_of_an_unreachable_server(litellm_env):
         backend.check()
     assert str(info.value).startswith(f"cannot reach openai/nowhere at {api_base}: ")
     assert time.monotonic() - start < 2.0  # no retries, no backoff in the preflight
+
+
+def test_a_local_server_needs_no_key(scripted, monkeypatch):
+    monkeypatch.delenv("OPENAI_API_KEY")
+    server = scripted()
+    assert backend_for(server).generate([chat("hello?")]) == ["ok:hello?"]
+    [exchange] = server.exchanges
+    assert exchange.authorization == "Bearer no-key-needed"  # a placeholder, not a secret

@@ -8,11 +8,13 @@ Model strings are litellm's: ``openai/gpt-4o-2024-08-06``, ``anthropic/claude-..
 
 Keys
     API keys come only from the environment (litellm reads ``OPENAI_API_KEY``,
-    ``ANTHROPIC_API_KEY``, ...; a local OpenAI-compatible server needs ``OPENAI_API_KEY`` set to
-    anything). An ``api_key`` option is refused: options are written to run directories. Keys never
-    appear in :meth:`~LiteLLMBackend.identity`, in :attr:`~LiteLLMBackend.usage` or in error
-    messages (the value of every ``*_KEY``, ``*_TOKEN``, ``*_SECRET`` environment variable is
-    scrubbed, see :func:`fspo_bench.safety.scrub_secrets`).
+    ``ANTHROPIC_API_KEY``, ...). An ``openai/`` model at an ``api_base`` with no
+    ``OPENAI_API_KEY`` set is sent the placeholder key :data:`LOCAL_SERVER_KEY` (local servers
+    take any key); it is never written anywhere. An ``api_key`` option is refused: options are
+    written to run directories. Keys never appear in :meth:`~LiteLLMBackend.identity`, in
+    :attr:`~LiteLLMBackend.usage` or in error messages (the value of every ``*_KEY``,
+    ``*_TOKEN``, ``*_SECRET`` environment variable is scrubbed, see
+    :func:`fspo_bench.safety.scrub_secrets`).
 
 Requests
     Chat ``messages`` are sent as they are; a raw ``prompt`` is sent as one user message (chat
@@ -83,6 +85,8 @@ _RESERVED = frozenset({
 #: Messages of errors that no retry can fix although litellm gives them a 5xx status.
 _CONFIG_ERRORS = ("Missing credentials", "api_key client option must be set")
 _KEY_OPTIONS = frozenset({"api_key", "key", "token", "access_token", "aws_secret_access_key"})
+#: Sent to an OpenAI-compatible ``api_base`` when OPENAI_API_KEY is unset (not a secret).
+LOCAL_SERVER_KEY = "no-key-needed"
 
 
 # --------------------------------------------------------------------------- pure helpers
@@ -381,6 +385,8 @@ class LiteLLMBackend(Backend):
         kwargs.update(model=self.model, timeout=self.timeout, max_retries=0)
         if self.api_base:
             kwargs["api_base"] = self.api_base
+            if self.model.startswith("openai/") and not os.environ.get("OPENAI_API_KEY"):
+                kwargs["api_key"] = LOCAL_SERVER_KEY
         return kwargs
 
     async def _attempt(self, litellm: Any, kwargs: dict[str, Any]) -> tuple[Any, _Failure | None]:
@@ -411,7 +417,7 @@ class LiteLLMBackend(Backend):
         hint = ""
         if failure.status in (401, 403):
             hint = " (check the API key environment variable of this provider"
-            hint += (", e.g. OPENAI_API_KEY; any value works for a local server)"
+            hint += (", e.g. OPENAI_API_KEY: this server wants a real key)"
                      if self.api_base else ", e.g. OPENAI_API_KEY or ANTHROPIC_API_KEY)")
         elif failure.status == 404:
             hint = " (unknown model or wrong api_base?)"
