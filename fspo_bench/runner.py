@@ -127,11 +127,15 @@ def judgment_key(judge: Judge, comparison: Comparison) -> dict[str, Any]:
 
 def cached_map(cache: ResponseCache, keys: Sequence[dict[str, Any]], items: Sequence[Any],
                compute: Callable[[list[Any]], list[Any]], batch_size: int, count: StageCount,
-               progress: Progress, label: str, status: Callable[[list[Any]], str]) -> list[Any]:
+               progress: Progress, label: str, status: Callable[[list[Any]], str],
+               check: Callable[[], None] | None = None) -> list[Any]:
     """Values for the items, from the cache or ``compute`` (called a batch at a time); each
-    value is committed to the cache as soon as its batch returns."""
+    value is committed to the cache as soon as its batch returns. ``check`` runs before the
+    first computation, never when every item is cached (a finished run needs no server)."""
     found = cache.get_many(keys)
     todo = [i for i, value in enumerate(found) if value is None]
+    if todo and check is not None:
+        check()
     count.cached += len(items) - len(todo)
     count.new += len(todo)
     done = len(items) - len(todo)
@@ -147,25 +151,27 @@ def cached_map(cache: ResponseCache, keys: Sequence[dict[str, Any]], items: Sequ
 
 
 def cached_generate(backend: Backend, requests: Sequence[GenerationRequest], cache: ResponseCache,
-                    count: StageCount, progress: Progress, label: str | None = None) -> list[str]:
-    """Texts for the requests, from the cache or the backend."""
+                    count: StageCount, progress: Progress, label: str | None = None,
+                    check: Callable[[], None] | None = None) -> list[str]:
+    """Texts for the requests, from the cache or the backend (``check`` as in cached_map)."""
     found = cached_map(cache, [generation_key(backend, r) for r in requests], requests,
                        lambda batch: [{"text": t} for t in backend.generate(batch)],
                        backend.batch_size, count, progress, label or count.stage,
-                       lambda _: backend.status())
+                       lambda _: backend.status(), check)
     return [value["text"] for value in found]
 
 
 def generate(method: Method, role: str, domain: str, queries: Sequence[Query],
              backend: Backend, params: GenerationParams, cache: ResponseCache,
-             count: StageCount, progress: Progress) -> list[Generation]:
+             count: StageCount, progress: Progress,
+             check: Callable[[], None] | None = None) -> list[Generation]:
     """The method's answers to the queries, each call through the cache, with their health
     (:mod:`fspo_bench.answer_health`). A method sees the user's profile only when it declares
     ``sees_user_profile``; the generations keep the whole query for the judges."""
     last: dict[int, tuple[GenerationRequest, str]] = {}
     raws = drive([method.calls(method.visible(q), params) for q in queries],
                  lambda requests: cached_generate(backend, requests, cache, count, progress,
-                                                  f"{count.stage} [{domain}]"),
+                                                  f"{count.stage} [{domain}]", check),
                  on_text=lambda i, request, text: last.__setitem__(i, (request, text)))
     generations = []
     for i, (query, raw) in enumerate(zip(queries, raws, strict=True)):
@@ -194,8 +200,10 @@ def comparisons_for(method_gen: Generation, reference_gen: Generation
 
 
 def cached_judge(judge: Judge, comparisons: Sequence[Comparison], cache: ResponseCache,
-                 count: StageCount, progress: Progress) -> list[Judgment]:
-    """Judgments of the comparisons, from the cache or the judge."""
+                 count: StageCount, progress: Progress,
+                 check: Callable[[], None] | None = None) -> list[Judgment]:
+    """Judgments of the comparisons, from the cache or the judge (``check`` as in
+    cached_map)."""
 
     def status(found: list[Any]) -> str:
         invalid = sum(1 for value in found if value is not None and not value["valid"])
@@ -203,8 +211,20 @@ def cached_judge(judge: Judge, comparisons: Sequence[Comparison], cache: Respons
 
     found = cached_map(cache, [judgment_key(judge, c) for c in comparisons], comparisons,
                        lambda batch: [j.to_dict() for j in judge.judge(batch)],
-                       judge.batch_size, count, progress, count.stage, status)
+                       judge.batch_size, count, progress, count.stage, status, check)
     return [Judgment.from_dict(value) for value in found]
+
+
+def once(check: Callable[[], None]) -> Callable[[], None]:
+    """``check`` made to run at most once (a component's preflight before its first call)."""
+    done: list[bool] = []
+
+    def run() -> None:
+        if not done:
+            check()
+            done.append(True)
+
+    return run
 
 
 def _failed_note(n: int) -> str:
@@ -257,7 +277,7 @@ class Runner:
         spec = self.spec
         backend = self.backend
         params = params_of(spec)
-        backend.check(params)
+        check = once(lambda: backend.check(params))  # only before a call the cache cannot answer
         queries = build_queries(spec, strict=self.strict, log=self.log)
         methods = {(role, domain): make_method(spec, name, domain)
                    for role, name in (("method", spec.method), ("reference", spec.reference))
@@ -270,7 +290,7 @@ class Runner:
             count = StageCount(f"generate {role} ({name})")
             for domain, qs in queries.items():
                 generations += generate(methods[role, domain], role, domain, qs, backend, params,
-                                        self.cache, count, self.progress)
+                                        self.cache, count, self.progress, check)
             self.log(str(count))
         write_records(self.out / GENERATIONS, generations)
         return generations
@@ -305,13 +325,13 @@ class Runner:
             self.spec = replace(self.spec, judge=judge_name, judge_options=judge_options or {})
         name = self.spec.judge
         judge = make_judge(name, self.spec.judge_options)
-        judge.check()
+        check = once(judge.check)  # only before a verdict the cache cannot give
         pairs = pair_generations(read_generations(self.out))
         tagged = [(order, c, (m, r)) for m, r in pairs for order, c in comparisons_for(m, r)]
         shown = [(c, m, r) if order == METHOD_FIRST else (c, r, m) for order, c, (m, r) in tagged]
         to_judge = [c for c, a, b in shown if not (a.failed or b.failed)]
         count = StageCount(f"judge ({name})")
-        judged = iter(cached_judge(judge, to_judge, self.cache, count, self.progress))
+        judged = iter(cached_judge(judge, to_judge, self.cache, count, self.progress, check))
         self.log(str(count) + _failed_note(len(shown) - len(to_judge)))
         judge_id = judge_identity_id(judge)
         out = []
@@ -323,11 +343,11 @@ class Runner:
                     "reference": r.method, "order": order, "judge_id": judge_id}
             out.append(replace(judgment, meta=meta))
         write_records(self.out / JUDGMENTS, out)
-        self._judge_canaries(judge)
+        self._judge_canaries(judge, check)
         self._write_config(judge=judge.identity())
         return out
 
-    def _judge_canaries(self, judge: Judge) -> None:
+    def _judge_canaries(self, judge: Judge, check: Callable[[], None]) -> None:
         """The judge's verdicts on degenerate-answer canaries of each domain
         (:mod:`fspo_bench.canaries`), through the cache, into judge_canaries.json; one
         warning line per domain where it fails any gated canary."""
@@ -336,7 +356,7 @@ class Runner:
         for name, data in load_domains(self.spec, strict=self.strict).items():
             canaries = build_canaries(data, n=CANARY_PAIRS, seed=self.spec.seed)
             verdicts = cached_judge(judge, [c.comparison for c in canaries], self.cache, count,
-                                    self.progress)
+                                    self.progress, check)
             report[name] = canary_report(canaries, verdicts)
         self.log(str(count))
         for name, result in report.items():

@@ -269,14 +269,17 @@ def verify(run: Run) -> None:
 
 
 def judge_identity(identity: Any, fallback: str) -> tuple[str, str | None]:
-    """(judge id "name:model", template hash or None) from config.json's judge identity."""
+    """(judge id "name:model" or "name vVERSION", template hash or None) from config.json's
+    judge identity; a judge without a template gives the hash of what its verdicts follow
+    instead (the proxy's lexicon)."""
     if isinstance(identity, str) and identity:
         return identity, None
     if not isinstance(identity, dict):
         return fallback, None
     name = identity.get("name") or identity.get("judge") or fallback
     model = identity.get("model")
-    judge_id = f"{name}:{model}" if model else str(name)
+    version = identity.get("version")
+    judge_id = f"{name}:{model}" if model else f"{name} v{version}" if version else str(name)
     template_hash = None
     for key in ("template_hash", "template_sha256", "template_sha", "prompt_hash"):
         if identity.get(key):
@@ -288,6 +291,9 @@ def judge_identity(identity: Any, fallback: str) -> tuple[str, str | None]:
             if value and "template" in lowered and ("hash" in lowered or "sha" in lowered):
                 template_hash = str(value)
                 break
+        else:
+            digests = [str(v) for k, v in sorted(identity.items()) if k.endswith("_sha256") and v]
+            template_hash = digests[0] if digests else None
     return judge_id, template_hash
 
 
@@ -597,10 +603,13 @@ def samples(run: Run, domain: str, max_samples: int) -> tuple[list[dict[str, Any
             "question_id": key[1],
             "method_text": g.text,
             "method_raw": g.raw if g.raw != g.text else None,
+            "method_status": g.status,
             "method_description": g.meta.get("description"),
             "method_words": len(g.text.split()),
             "reference_method": ref.method if ref else run.spec.reference,
             "reference_text": ref.text if ref else None,
+            "reference_raw": ref.raw if ref and ref.raw != ref.text else None,
+            "reference_status": ref.status if ref else None,
             "reference_words": len(ref.text.split()) if ref else None,
             "verdicts": shown,
             "outcome": _outcome(shown),

@@ -12,6 +12,7 @@ import base64
 import io
 import json
 import math
+from collections import Counter
 from datetime import datetime, timezone
 from importlib import resources
 from typing import Any
@@ -113,6 +114,23 @@ def prefacc_text(row: dict[str, Any]) -> str:
     return winrate_text(row["prefacc"], row["prefacc_ci_low"], row["prefacc_ci_high"])
 
 
+def vs_prefacc_parts(row: dict[str, Any]) -> tuple[str, str]:
+    """The ``--vs`` preference-accuracy difference split for the page: ``+3.1 [-1.0, +7.2]``
+    and its McNemar p (``0.12``, with ``, summed`` where a run predates calibrated accuracy);
+    ``baseline`` on the baseline's own rows."""
+    if row.get("vs") is None:
+        return "", ""
+    if row["method"] == row["vs"]:
+        return "baseline", ""
+    diff = signed_text(row.get("vs_prefacc_diff"), row.get("vs_prefacc_diff_ci_low"),
+                       row.get("vs_prefacc_diff_ci_high"))
+    p = _num(row.get("vs_prefacc_mcnemar_p"))
+    if not diff or p is None:
+        return diff, ""
+    kind = "" if row.get("vs_prefacc_kind") == "calibrated" else f", {row['vs_prefacc_kind']}"
+    return diff, f"{p:.2g}{kind}"
+
+
 def vs_texts(row: dict[str, Any]) -> tuple[str, str]:
     """The ``--vs`` columns: paired winrate and preference-accuracy differences (``baseline``
     on the baseline's own rows)."""
@@ -138,6 +156,7 @@ def display_rows(df) -> list[dict[str, Any]]:
         wlt = (f"{_count(row['n_wins'])}/{_count(row['n_losses'])}/{_count(row['n_ties'])}/"
                f"{_count(row['n_invalid'])}") if row["n_wins"] is not None else ""
         vs_winrate, vs_prefacc = vs_texts(row)
+        vs_prefacc_diff, vs_prefacc_p = vs_prefacc_parts(row)
         out.append({
             "source": row["source"],
             "method": row["method"],
@@ -149,6 +168,8 @@ def display_rows(df) -> list[dict[str, Any]]:
             "backend": _text(row["backend"]),
             "judge_id": _text(row["judge_id"]),
             "template_hash": _text(row["template_hash"])[:12],
+            "template_hash_full": _text(row["template_hash"]),
+            "reference": _text(row["reference"]),
             "winrate": row["winrate"],
             "ci_low": row["ci_low"],
             "ci_high": row["ci_high"],
@@ -163,12 +184,19 @@ def display_rows(df) -> list[dict[str, Any]]:
             "n_queries": _count(row["n_queries"]),
             "n_users": _count(row["n_users"]),
             "prefacc_text": prefacc_text(row),
+            "prefacc": row["prefacc"],
+            "prefacc_ci_low": row["prefacc_ci_low"],
+            "prefacc_ci_high": row["prefacc_ci_high"],
+            "prefacc_n": _count(row["prefacc_n"]),
             "prefacc_summed": _fmt(row["prefacc_summed"]),
             "prefacc_norm": _fmt(row["prefacc_norm"]),
             "specificity_text": signed_text(row["specificity"], row["specificity_ci_low"],
                                             row["specificity_ci_high"]),
             "vs_winrate_text": vs_winrate,
             "vs_prefacc_text": vs_prefacc,
+            "vs_prefacc_diff_text": vs_prefacc_diff,
+            "vs_prefacc_p_text": vs_prefacc_p,
+            "is_baseline": row.get("vs") is not None and row["method"] == row["vs"],
             "extras": {k: _fmt(row[k], 3) for k in extras},
             "config_hash": _text(row["config_hash"]),
             "package_version": _text(row["package_version"]),
@@ -349,12 +377,11 @@ def _plot_label(row: dict[str, Any], vary_model: bool, vary_judge: bool) -> str:
     return label + (f" ({'; '.join(details)})" if details else "")
 
 
-def plot_data_uri(rows: list[dict[str, Any]], domain: str) -> str | None:
-    """A horizontal winrate plot for one domain (error bars = 95% CI; dashed line at 50 = the
-    reference), as a ``data:image/svg+xml;base64,...`` URI; None if no row has a winrate."""
-    rows = [r for r in rows if _num(r["winrate"]) is not None]
-    if not rows:
-        return None
+def _interval_plot(items: list[dict[str, Any]], *, xlabel: str, line_label: str,
+                   title: str, missing: str = "no value") -> str:
+    """A horizontal dot plot on 0-100 (error bars = 95% CI; a dashed line at 50) as a
+    ``data:image/svg+xml;base64,...`` URI. ``items``: label, value (None: the row's label
+    is followed by ``missing``), low, high, paper."""
     try:
         import matplotlib
     except ImportError as exc:
@@ -363,22 +390,22 @@ def plot_data_uri(rows: list[dict[str, Any]], domain: str) -> str | None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    runs = [r for r in rows if r["source"] == "run"]
-    vary_model = len({r["model"] for r in runs}) > 1
-    vary_judge = len({r["judge_id"] for r in runs}) > 1
-    labels = [_plot_label(r, vary_model, vary_judge) for r in rows]
-    height = 0.9 + 0.36 * len(rows)
+    height = 0.9 + 0.36 * len(items)
     with plt.rc_context({"svg.hashsalt": "fspo-bench", "font.size": 9}):
-        fig, ax = plt.subplots(figsize=(7.5, height))
+        fig, ax = plt.subplots(figsize=(6.4, height))
         try:
             ax.axvline(50, color="#444444", linestyle="--", linewidth=1, zorder=1)
-            ax.text(50, -0.75, " base = 50", color="#444444", fontsize=8, va="bottom",
+            ax.text(50, -0.75, f" {line_label}", color="#444444", fontsize=8, va="bottom",
                     ha="left")
-            for y, row in enumerate(rows):
-                w = _num(row["winrate"])
-                lo, hi = _num(row["ci_low"]), _num(row["ci_high"])
-                paper = row["source"] == "paper"
+            for y, item in enumerate(items):
+                w = _num(item["value"])
+                paper = item["paper"]
                 color = PAPER_COLOR if paper else RUN_COLOR
+                if w is None:
+                    ax.text(1, y, missing, va="center", ha="left", fontsize=8,
+                            color=PAPER_COLOR, style="italic")
+                    continue
+                lo, hi = _num(item["low"]), _num(item["high"])
                 if lo is not None and hi is not None:
                     ax.errorbar(w, y, xerr=[[max(w - lo, 0)], [max(hi - w, 0)]], fmt="none",
                                 ecolor=color, elinewidth=1.5, capsize=4, zorder=2)
@@ -386,22 +413,58 @@ def plot_data_uri(rows: list[dict[str, Any]], domain: str) -> str | None:
                         markerfacecolor="white" if paper else color, linestyle="none",
                         zorder=3)
                 ax.annotate(f"{w:.1f}", (hi if hi is not None else w, y), xytext=(6, 0),
-                            textcoords="offset points", va="center", fontsize=8, color=color)
-            ax.set_yticks(range(len(rows)), labels)
-            ax.set_ylim(len(rows) - 0.5, -1)
+                            textcoords="offset points", va="center", fontsize=8, color=color,
+                            bbox={"boxstyle": "square,pad=0.1", "facecolor": "white",
+                                  "edgecolor": "none"}, zorder=4)
+            ax.set_yticks(range(len(items)), [item["label"] for item in items])
+            ax.set_ylim(len(items) - 0.5, -1)
             ax.set_xlim(0, 100)
-            ax.set_xlabel("winrate vs reference (%), 95% CI")
+            ax.set_xlabel(xlabel)
             ax.grid(axis="x", color="#e4e4e4", linewidth=0.8, zorder=0)
             ax.set_axisbelow(True)
             for side in ("top", "right"):
                 ax.spines[side].set_visible(False)
             fig.tight_layout()
             buffer = io.BytesIO()
-            fig.savefig(buffer, format="svg",
-                        metadata={"Date": None, "Title": f"winrate on {domain}"})
+            fig.savefig(buffer, format="svg", metadata={"Date": None, "Title": title})
         finally:
             plt.close(fig)
     return "data:image/svg+xml;base64," + base64.b64encode(buffer.getvalue()).decode("ascii")
+
+
+def _labels(rows: list[dict[str, Any]]) -> list[str]:
+    runs = [r for r in rows if r["source"] == "run"]
+    vary_model = len({r["model"] for r in runs}) > 1
+    vary_judge = len({r["judge_id"] for r in runs}) > 1
+    return [_plot_label(r, vary_model, vary_judge) for r in rows]
+
+
+def plot_data_uri(rows: list[dict[str, Any]], domain: str) -> str | None:
+    """A horizontal winrate plot for one domain (error bars = 95% CI; dashed line at 50 = the
+    reference), as a ``data:image/svg+xml;base64,...`` URI; None if no row has a winrate."""
+    rows = [r for r in rows if _num(r["winrate"]) is not None]
+    if not rows:
+        return None
+    items = [{"label": label, "value": r["winrate"], "low": r["ci_low"], "high": r["ci_high"],
+              "paper": r["source"] == "paper"} for label, r in zip(_labels(rows), rows,
+                                                                   strict=True)]
+    return _interval_plot(items, xlabel="winrate vs reference (%), 95% CI",
+                          line_label="reference = 50", title=f"winrate on {domain}")
+
+
+def prefacc_plot_data_uri(rows: list[dict[str, Any]], domain: str) -> str | None:
+    """The calibrated preference accuracy of one domain's run rows (error bars = 95% CI;
+    dashed line at 50 = chance), in the rows' order, rows without it marked so;
+    None if no row has it."""
+    rows = [r for r in rows if r["source"] == "run"]
+    if not any(_num(r["prefacc"]) is not None for r in rows):
+        return None
+    items = [{"label": label, "value": r["prefacc"], "low": r["prefacc_ci_low"],
+              "high": r["prefacc_ci_high"], "paper": False}
+             for label, r in zip(_labels(rows), rows, strict=True)]
+    return _interval_plot(items, xlabel="preference accuracy, calibrated (%), 95% CI",
+                          line_label="chance = 50", missing="no calibrated value",
+                          title=f"calibrated preference accuracy on {domain}")
 
 
 # --------------------------------------------------------------------------- HTML
@@ -418,6 +481,30 @@ def _environment():
                               trim_blocks=True, lstrip_blocks=True)
 
 
+def _one(values: list[Any]) -> Any:
+    """The value every row shares, or None when they differ (or there are none)."""
+    distinct = list(dict.fromkeys(values))
+    return distinct[0] if len(distinct) == 1 else None
+
+
+def domain_identity(rows: list[dict[str, Any]]) -> dict[str, Any]:
+    """What a domain's run rows share, said once above its tables: the judge (id and template
+    hash), the model, the reference and the shots. A value is None where the rows differ, and
+    the table then gets a column for it. Paper rows (their judge unpublished) are left out when
+    the domain has run rows."""
+    runs = [r for r in rows if r["source"] == "run"] or rows
+    judge_id, template_hash = _one([(r["judge_id"], r["template_hash_full"]) for r in runs]
+                                   ) or (None, None)
+    return {
+        "judge_id": judge_id,
+        "template_hash": template_hash,
+        "model": _one([r["model"] for r in runs]),
+        "reference": _one([r["reference"] for r in runs]),
+        "shots": _one([r["shots"] for r in runs]),
+        "n_runs": len(runs),
+    }
+
+
 def html(df, sample_sets: list[dict[str, Any]], *, title: str, generated: str,
          max_samples: int) -> str:
     rows = display_rows(df)
@@ -432,14 +519,30 @@ def html(df, sample_sets: list[dict[str, Any]], *, title: str, generated: str,
         domain_rows = [r for r in rows if r["domain"] == domain]
         for r in domain_rows:
             r["samples_anchor"] = anchors.get((r["method"], r["domain"], r["config_hash"]))
+        with_ = shown(domain_rows)
+        identity = domain_identity(domain_rows)
         domains.append({
             "name": domain,
             "anchor": f"domain-{number}",
             "rows": domain_rows,
             "with_subset": any(r["subset"] for r in domain_rows),
             "with_paper": any(r["source"] == "paper" for r in domain_rows),
+            "with_": with_,
+            "with_prefacc_table": any(with_[name] for name in (
+                "prefacc", "prefacc_summed", "prefacc_norm", "specificity")),
+            "with_vs_p": any(r["vs_prefacc_p_text"] for r in domain_rows),
+            "identity": identity,
             "plot": plot_data_uri(domain_rows, domain),
+            "prefacc_plot": prefacc_plot_data_uri(domain_rows, domain),
         })
+    for s in sample_sets:
+        for q in s["samples"]:
+            # Statuses and the reference's raw text come from build.samples where it gives them.
+            for key in ("method_status", "reference_status", "reference_raw"):
+                q.setdefault(key, None)
+        statuses = Counter(q["method_status"] for q in s["samples"]
+                           if q["method_status"] is not None)
+        s["status_counts"] = sorted(statuses.items(), key=lambda kv: (kv[0] != "ok", kv[0]))
     template = (resources.files("fspo_bench.leaderboard") / "templates" / "index.html.j2")
     return _environment().from_string(template.read_text(encoding="utf-8")).render(
         title=title,

@@ -166,3 +166,16 @@ def test_5000_judge_calls_at_concurrency_64(tmp_path, monkeypatch):
           f"{peak / mib:.0f} MiB (+{(peak - before) / mib:.0f} MiB)")
     assert ratio > 1.5
     assert peak - before < 512 * mib
+
+
+def test_a_finished_run_re_runs_with_its_servers_down(servers, tmp_path):
+    """Every item cached: no preflight, no request, exit 0, the same files."""
+    server = servers(reply=reply)
+    args = run_args(server, tmp_path / "run", tmp_path / "cache.sqlite", limit=2)
+    assert run_cli(*args) == 0
+    before = {p.name: p.read_bytes() for p in (tmp_path / "run").iterdir()}
+    hits = server.hits
+    server.close()  # both the model and the judge server are gone
+    assert run_cli(*args) == 0
+    assert server.hits == hits
+    assert {p.name: p.read_bytes() for p in (tmp_path / "run").iterdir()} == before

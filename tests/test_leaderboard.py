@@ -605,3 +605,11 @@ def test_samples_show_each_answers_status_and_its_raw_text(runs, tmp_path):
                       r"</summary><pre>(.*?)</pre>", fewshot_elix, re.S)
     assert len(raws) == 6 and all(raw.startswith("## Preferred Response") for raw in raws)
     assert "&lt;script&gt;window.__pwned = 1&lt;/script&gt;" in raws[0]
+
+
+def test_a_judge_without_a_template_is_named_by_its_version_and_the_hash_it_follows():
+    from fspo_bench.judges.proxy import ProxyJudge
+    from fspo_bench.leaderboard.build import judge_identity
+
+    identity = ProxyJudge().identity()
+    assert judge_identity(identity, "proxy") == ("proxy v2", identity["lexicon_sha256"])
