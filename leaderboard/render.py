@@ -36,14 +36,22 @@ def _num(value: Any) -> float | None:
     return None if math.isnan(value) else value
 
 
-def winrate_text(winrate: Any, low: Any, high: Any) -> str:
-    """``72.4 [65.1, 79.0]``; just ``72.4`` without an interval; ``n/a`` without a winrate."""
-    w, lo, hi = _num(winrate), _num(low), _num(high)
-    if w is None:
-        return "n/a"
+def interval_text(value: Any, low: Any, high: Any, *, signed: bool = False,
+                  missing: str = "") -> str:
+    """``72.4 [65.1, 79.0]`` (``+12.3 [+4.0, +20.1]`` when ``signed``); just the value without
+    an interval; ``missing`` without a value."""
+    v, lo, hi = _num(value), _num(low), _num(high)
+    if v is None:
+        return missing
+    spec = "+.1f" if signed else ".1f"
     if lo is None or hi is None:
-        return f"{w:.1f}"
-    return f"{w:.1f} [{lo:.1f}, {hi:.1f}]"
+        return f"{v:{spec}}"
+    return f"{v:{spec}} [{lo:{spec}}, {hi:{spec}}]"
+
+
+def winrate_text(winrate: Any, low: Any, high: Any) -> str:
+    """A winrate with its interval; ``n/a`` without a winrate."""
+    return interval_text(winrate, low, high, missing="n/a")
 
 
 def _fmt(value: Any, digits: int = 1) -> str:
@@ -67,13 +75,8 @@ def _day(value: Any) -> str:
 
 
 def signed_text(value: Any, low: Any, high: Any) -> str:
-    """``+12.3 [+4.0, +20.1]`` for a difference in points; empty without one."""
-    v, lo, hi = _num(value), _num(low), _num(high)
-    if v is None:
-        return ""
-    if lo is None or hi is None:
-        return f"{v:+.1f}"
-    return f"{v:+.1f} [{lo:+.1f}, {hi:+.1f}]"
+    """A difference in points with its interval; empty without one."""
+    return interval_text(value, low, high, signed=True)
 
 
 #: Marks a row whose method failed more than FAILED_LIMIT percent of its answers.
@@ -140,12 +143,8 @@ def vs_texts(row: dict[str, Any]) -> tuple[str, str]:
         return "baseline", "baseline"
     winrate = signed_text(row.get("vs_winrate_diff"), row.get("vs_winrate_diff_ci_low"),
                           row.get("vs_winrate_diff_ci_high"))
-    prefacc = signed_text(row.get("vs_prefacc_diff"), row.get("vs_prefacc_diff_ci_low"),
-                          row.get("vs_prefacc_diff_ci_high"))
-    if prefacc:
-        kind = "" if row.get("vs_prefacc_kind") == "calibrated" else f", {row['vs_prefacc_kind']}"
-        prefacc += f" (p {row['vs_prefacc_mcnemar_p']:.2g}{kind})"
-    return winrate, prefacc
+    prefacc, p = vs_prefacc_parts(row)
+    return winrate, f"{prefacc} (p {p})" if p else prefacc
 
 
 def display_rows(df) -> list[dict[str, Any]]:
