@@ -194,3 +194,18 @@ def test_reviews_reports_trained_and_interpolated_users_apart():
     assert report["by_group"]["trained"]["acc"] == 75.0
     assert report["by_group"]["interpolated"]["acc"] == 0.0
     assert report["by_group"]["trained"]["n_docs"] == 2
+
+
+def test_results_json_is_a_table_in_the_documented_one_liner(tiny_model, tmp_path):
+    import pandas as pd
+
+    spec = RunSpec(method="fewshot", domains=["elix"], model=str(tiny_model), judge="proxy",
+                   limit=1, shots=1, seed=0, generation=GENERATION, prefacc=2,
+                   backend_options={"threads": 1})
+    with ResponseCache(tmp_path / "cache.sqlite") as cache:
+        Runner(spec, tmp_path / "run", cache, progress=lambda *a: None,
+               log=lambda _: None).run()
+    documented = (Path(__file__).parents[1] / "docs" / "runs.md").read_text()
+    assert 'pd.json_normalize(json.load(open("RUN_DIR/results.json"))["results"])' in documented
+    table = pd.json_normalize(json.load(open(tmp_path / "run" / "results.json"))["results"])
+    assert table.loc[0, "domain"] == "elix" and table.loc[0, "extra.prefacc_n"] == 2
