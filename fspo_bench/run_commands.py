@@ -15,7 +15,7 @@ from fspo_bench.embedded import EMBEDDED, EMBEDDED_GENERATION_DEFAULTS, EMBEDDED
 from fspo_bench.errors import FspoBenchError
 from fspo_bench.options import parse_options
 from fspo_bench.records import RunResult, RunSpec
-from fspo_bench.rundir import PREFACC, read_json, read_judgments
+from fspo_bench.rundir import PREFACC, claimed, read_json, read_judgments
 from fspo_bench.runner import Runner, load_runner, plan
 from fspo_bench.spec_checks import check_spec
 from fspo_bench.stats import Outcome, method_difference, outcome, query_scores
@@ -130,6 +130,9 @@ def add_run_commands(app: typer.Typer) -> None:
         cache: CacheOption = None,
         strict: Annotated[bool, typer.Option(
             "--strict", help="Fail on any bad data row instead of skipping it.")] = False,
+        overwrite: Annotated[bool, typer.Option(
+            "--overwrite", help="Replace a run of another configuration in --out (else "
+                                "refused).")] = False,
         dry_run: Annotated[bool, typer.Option(
             "--dry-run", help="Count model calls (and cost) without calling anything.")] = False,
         max_cost: Annotated[Optional[float], typer.Option(  # noqa: UP045
@@ -166,7 +169,8 @@ def add_run_commands(app: typer.Typer) -> None:
                     run_dir = Path("runs") / f"{name}-{spec.config_hash()}"
                 else:
                     run_dir = out if len(names) == 1 else out / name
-                runner = Runner(spec, run_dir, response_cache, strict=strict)
+                runner = Runner(spec, run_dir, response_cache, strict=strict,
+                                overwrite=overwrite)
                 if dry_run or max_cost is not None:
                     estimate = plan(spec, response_cache, strict)
                     typer.echo(str(estimate))
@@ -194,8 +198,9 @@ def add_run_commands(app: typer.Typer) -> None:
         """Re-judge a run's generations (never regenerates) and re-score it."""
         with _cache(cache) as response_cache:
             runner = load_runner(run_dir, response_cache)
-            runner.judge(judge, parse_options(judge_option) if judge_option else None)
-            print_result(runner.score(), run_dir)
+            with claimed(run_dir):
+                runner.judge(judge, parse_options(judge_option) if judge_option else None)
+                print_result(runner.score(), run_dir)
 
     @app.command("score")
     def score_command(
@@ -204,7 +209,9 @@ def add_run_commands(app: typer.Typer) -> None:
     ) -> None:
         """Recompute a run's statistics from its judgments (no model call)."""
         with _cache(cache) as response_cache:
-            print_result(load_runner(run_dir, response_cache).score(), run_dir)
+            runner = load_runner(run_dir, response_cache)
+            with claimed(run_dir):
+                print_result(runner.score(), run_dir)
 
     @app.command("compare")
     def compare_command(

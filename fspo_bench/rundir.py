@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
+import hashlib
 import json
 import os
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -15,6 +18,9 @@ CONFIG, GENERATIONS, JUDGMENTS, RESULTS = (
     "config.json", "generations.jsonl", "judgments.jsonl", "results.json")
 PREFACC = "preference_accuracy.json"
 CANARIES = "judge_canaries.json"
+#: The files a run records the digest of in config.json's ``files`` as it writes them.
+RECORDED = (GENERATIONS, JUDGMENTS, PREFACC, CANARIES)
+LOCK = ".fspo-bench.lock"
 R = TypeVar("R", bound=Record)
 
 
@@ -93,3 +99,46 @@ def read_judgments(run_dir: Path) -> list[Judgment]:
 
 def read_result(run_dir: Path) -> RunResult:
     return RunResult.from_dict(read_json(run_dir / RESULTS))
+
+
+def file_digest(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+@contextlib.contextmanager
+def claimed(run_dir: Path) -> Iterator[None]:
+    """Hold the run directory's lock (the hidden file :data:`LOCK` in it) while writing it: a
+    second fspo-bench process that tries is one FspoBenchError, so two runs never write one
+    directory at once. A directory created here and left with nothing but the lock (the run
+    failed before writing anything) is removed again."""
+    created = not run_dir.exists()
+    try:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        fd = os.open(run_dir / LOCK, os.O_CREAT | os.O_RDWR, 0o644)
+    except OSError as exc:
+        raise FspoBenchError(f"cannot write {run_dir}: {exc.strerror or exc}") from None
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise FspoBenchError(f"{run_dir} is in use by another fspo-bench process; wait for "
+                                 "it or use another --out") from None
+        yield
+    finally:
+        if created and [p.name for p in run_dir.iterdir()] == [LOCK]:
+            (run_dir / LOCK).unlink()
+            run_dir.rmdir()
+        os.close(fd)
+
+
+def check_files(run_dir: Path, config: dict[str, Any]) -> None:
+    """Every file config.json records is there and is the file the run wrote; one
+    FspoBenchError naming the first that is not (files of different runs mixed in one
+    directory, or a file edited by hand). Runs from before files were recorded pass."""
+    for name, digest in (config.get("files") or {}).items():
+        path = run_dir / name
+        if not path.is_file():
+            raise FspoBenchError(f"{path}: missing, though config.json records it")
+        if file_digest(path) != digest:
+            raise FspoBenchError(f"{path}: not the file this run wrote (config.json records "
+                                 "another digest): files of different runs, or edited by hand?")

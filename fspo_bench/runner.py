@@ -46,7 +46,11 @@ from fspo_bench.rundir import (
     GENERATIONS,
     JUDGMENTS,
     PREFACC,
+    RECORDED,
     RESULTS,
+    check_files,
+    claimed,
+    file_digest,
     read_generations,
     read_json,
     read_judgments,
@@ -255,18 +259,23 @@ class Runner:
 
     def __init__(self, spec: RunSpec, out: Path, cache: ResponseCache,
                  progress: Progress | None = None, log: Callable[[str], None] | None = None,
-                 strict: bool = False):
+                 strict: bool = False, overwrite: bool = False):
+        """``overwrite`` lets a run replace a run of another configuration in ``out`` (else
+        refused before any file is written)."""
         self.spec, self.out, self.cache, self.strict = spec, Path(out), cache, strict
+        self.overwrite = overwrite
         self.progress = progress or StageProgress()
         self.log = log or (lambda message: print(f"fspo-bench: {message}", file=sys.stderr))
 
     def run(self) -> RunResult:
-        """All stages: generate, judge, preference accuracy, score."""
+        """All stages: generate, judge, preference accuracy, score, holding the run
+        directory's lock."""
         check_spec(self.spec)
-        self.generate()
-        self.judge()
-        self.preference_accuracy()
-        return self.score()
+        with claimed(self.out):
+            self.generate()
+            self.judge()
+            self.preference_accuracy()
+            return self.score()
 
     @cached_property
     def backend(self) -> Backend:
@@ -284,6 +293,7 @@ class Runner:
                    for domain in queries}
         revisions = {domain: backend.adapter_revision(m.checkpoint)
                      for (role, domain), m in methods.items() if role == "method" and m.checkpoint}
+        self._replace_other_run()
         self._write_config(backend=backend.identity(), checkpoint_revisions=revisions)
         generations = []
         for role, name in (("method", spec.method), ("reference", spec.reference)):
@@ -292,7 +302,7 @@ class Runner:
                 generations += generate(methods[role, domain], role, domain, qs, backend, params,
                                         self.cache, count, self.progress, check)
             self.log(str(count))
-        write_records(self.out / GENERATIONS, generations)
+        self._write_recorded(GENERATIONS, lambda path: write_records(path, generations))
         return generations
 
     def preference_accuracy(self) -> dict[str, Any]:
@@ -315,7 +325,7 @@ class Runner:
                 specificity=spec.specificity)
         self.log(f"preference accuracy: {count}" + (f"; {calls}" if calls.cached + calls.new
                                                       else ""))
-        write_json(self.out / PREFACC, report)
+        self._write_recorded(PREFACC, lambda path: write_json(path, report))
         return report
 
     def judge(self, judge_name: str | None = None,
@@ -326,6 +336,7 @@ class Runner:
         name = self.spec.judge
         judge = make_judge(name, self.spec.judge_options)
         check = once(judge.check)  # only before a verdict the cache cannot give
+        check_files(self.out, read_json(self.out / CONFIG))
         pairs = pair_generations(read_generations(self.out))
         tagged = [(order, c, (m, r)) for m, r in pairs for order, c in comparisons_for(m, r)]
         shown = [(c, m, r) if order == METHOD_FIRST else (c, r, m) for order, c, (m, r) in tagged]
@@ -342,7 +353,7 @@ class Runner:
                     "question_id": m.meta["question_id"], "method": m.method,
                     "reference": r.method, "order": order, "judge_id": judge_id}
             out.append(replace(judgment, meta=meta))
-        write_records(self.out / JUDGMENTS, out)
+        self._write_recorded(JUDGMENTS, lambda path: write_records(path, out))
         self._judge_canaries(judge, check)
         self._write_config(judge=judge.identity())
         return out
@@ -369,10 +380,11 @@ class Runner:
                 self.log(f"warning: judge {self.spec.judge} passes {result['pass_rate']:.1f}% of "
                          f"the empty/echo/truncation canaries on {name}: its verdicts can favour "
                          f"degenerate answers ({CANARIES})")
-        write_json(self.out / CANARIES, report)
+        self._write_recorded(CANARIES, lambda path: write_json(path, report))
 
     def score(self) -> RunResult:
-        """Statistics from the run's files alone."""
+        """Statistics from the run's files alone (refused when they are not all this run's)."""
+        check_files(self.out, read_json(self.out / CONFIG))
         generations = read_generations(self.out)
         judgments = read_judgments(self.out)
         results = []
@@ -389,6 +401,30 @@ class Runner:
                            config["created"], {"versions": config.get("versions", {})})
         write_json(self.out / RESULTS, result.to_dict())
         return result
+
+    def _replace_other_run(self) -> None:
+        """A run of another configuration in the run directory is refused in one line; with
+        ``overwrite`` its files are removed first, so the directory never mixes two runs."""
+        path = self.out / CONFIG
+        if not path.exists():
+            return
+        old = read_json(path).get("config_hash")
+        if old == self.spec.config_hash():
+            return
+        if not self.overwrite:
+            raise FspoBenchError(
+                f"{self.out} holds a run of another configuration (config {old}, this run "
+                f"{self.spec.config_hash()}); use another --out, or --overwrite to replace it")
+        for name in (*RECORDED, RESULTS, CONFIG):
+            (self.out / name).unlink(missing_ok=True)
+
+    def _write_recorded(self, name: str, write: Callable[[Path], None]) -> None:
+        """Write one of the run's files and record its digest in config.json."""
+        write(self.out / name)
+        path = self.out / CONFIG
+        config = read_json(path)
+        config.setdefault("files", {})[name] = file_digest(self.out / name)
+        write_json(path, config)
 
     def _write_config(self, **identities: Any) -> None:
         """config.json: the spec, provenance and the identities of backend and judge. The

@@ -29,6 +29,7 @@ from typing import Any
 
 from fspo_bench.errors import FspoBenchError
 from fspo_bench.records import Generation, Judgment, Record, RunResult, RunSpec
+from fspo_bench.rundir import check_files
 from fspo_bench.stats import method_difference, outcome, query_scores
 
 RUN_FILES = ("config.json", "generations.jsonl", "judgments.jsonl", "results.json")
@@ -234,7 +235,12 @@ def verdict_score(judgment: Judgment) -> float | None:
 
 
 def verify(run: Run) -> None:
-    """Check that config.json, results.json and judgments.jsonl describe the same run."""
+    """Check that config.json, results.json and judgments.jsonl describe the same run, and
+    that every file config.json records is the one the run wrote."""
+    try:
+        check_files(run.path, run.config)
+    except FspoBenchError as exc:
+        raise RunDirError(str(exc)) from None
     results_path = run.path / "results.json"
     config_hash = run.config.get("config_hash")
     if config_hash is not None and config_hash != run.result.config_hash:

@@ -30,7 +30,7 @@ import pytest
 from fspo_bench import plugins
 from fspo_bench.datafiles import MAX_FILE_BYTES, MAX_TEXT_CHARS, write_rows
 from fspo_bench.dataset import held_out_quarter, question_id
-from fspo_bench.rundir import GENERATIONS
+from fspo_bench.rundir import GENERATIONS, LOCK
 
 from .api_runs import (
     JUDGE,
@@ -316,7 +316,10 @@ def run_child(argv: list[str]) -> tuple[int, str]:
 
 
 def complete(path: Path) -> bool:
-    """Whether a file the run wrote is whole (a JSON document, or JSON lines)."""
+    """Whether a file the run wrote is whole (a JSON document, or JSON lines); the run
+    directory's lock file is not one of them."""
+    if path.name == LOCK:
+        return True
     if path.name.startswith("."):
         return False
     try:
