@@ -36,7 +36,12 @@ class Record:
         unknown = sorted(set(data) - names)
         if unknown:
             raise ValueError(f"{cls.__name__}: unknown field(s) {', '.join(unknown)}")
-        kwargs = {name: _load(hints[name], value) for name, value in data.items()}
+        kwargs = {}
+        for name, value in data.items():
+            try:
+                kwargs[name] = _load(hints[name], value)
+            except (TypeError, ValueError) as exc:
+                raise ValueError(f"{cls.__name__}.{name}: {exc}") from None
         return cls(**kwargs)
 
     def to_json(self) -> str:
@@ -60,6 +65,10 @@ def _dump(value: Any) -> Any:
 def _load(hint: Any, value: Any) -> Any:
     origin = typing.get_origin(hint)
     args = typing.get_args(hint)
+    if origin is Literal:
+        if value not in args:
+            raise ValueError(f"{value!r} is not one of {', '.join(map(repr, args))}")
+        return value
     if origin in (Union, types.UnionType):
         if value is None:
             return None

@@ -71,3 +71,13 @@ def test_request_needs_exactly_one_of_prompt_and_messages():
         GenerationRequest(GenerationParams())
     with pytest.raises(ValueError):
         GenerationRequest(GenerationParams(), prompt="p", messages=[])
+
+
+def test_a_value_outside_its_literal_is_refused_naming_the_field():
+    from fspo_bench.records import Judgment
+
+    good = {"judge": "j", "user": "u", "question": "q", "a": "x", "b": "y", "winner": "a",
+            "raw": "r", "valid": True, "meta": {}}
+    assert Judgment.from_dict(good).winner == "a"
+    with pytest.raises(ValueError, match=r"Judgment\.winner: 'maybe' is not one of"):
+        Judgment.from_dict({**good, "winner": "maybe"})  # was scored as a loss before
