@@ -278,6 +278,12 @@ class Runner:
             return self.score()
 
     @cached_property
+    def data(self) -> dict[str, DomainData]:
+        """The domains' data, loaded once for queries, canaries and preference accuracy (bad
+        rows logged once)."""
+        return load_domains(self.spec, strict=self.strict, log=self.log)
+
+    @cached_property
     def backend(self) -> Backend:
         """The run's backend, made once for generation and preference accuracy."""
         return make_backend(self.spec)
@@ -287,7 +293,7 @@ class Runner:
         backend = self.backend
         params = params_of(spec)
         check = once(lambda: backend.check(params))  # only before a call the cache cannot answer
-        queries = build_queries(spec, strict=self.strict, log=self.log)
+        queries = build_queries(spec, self.data)
         methods = {(role, domain): make_method(spec, name, domain)
                    for role, name in (("method", spec.method), ("reference", spec.reference))
                    for domain in queries}
@@ -315,7 +321,7 @@ class Runner:
             return {}
         count, calls = LoglikCount(), StageCount("prefacc calls")
         report = {}
-        for name, data in load_domains(spec, strict=self.strict).items():
+        for name, data in self.data.items():
             scorer = Scorer(self.backend, lambda requests: cached_generate(
                 self.backend, requests, self.cache, calls, self.progress), params_of(spec),
                 cache=self.cache, count=count, progress=self.progress)
@@ -364,7 +370,7 @@ class Runner:
         warning line per domain where it fails any gated canary."""
         count = StageCount(f"judge canaries ({self.spec.judge})")
         report = {}
-        for name, data in load_domains(self.spec, strict=self.strict).items():
+        for name, data in self.data.items():
             canaries = build_canaries(data, n=CANARY_PAIRS, seed=self.spec.seed)
             verdicts = cached_judge(judge, [c.comparison for c in canaries], self.cache, count,
                                     self.progress, check)
@@ -453,11 +459,10 @@ def load_domains(spec: RunSpec, *, strict: bool = False,
     return loaded
 
 
-def build_queries(spec: RunSpec, *, strict: bool = False,
-                  log: Callable[[str], None] | None = None) -> dict[str, list[Query]]:
+def build_queries(spec: RunSpec, data: dict[str, DomainData]) -> dict[str, list[Query]]:
     """Domain name -> the held-out queries of the run (seeded shots, seeded ``limit`` sample)."""
-    return {name: data.queries(shots=spec.shots, seed=spec.seed, limit=spec.limit)
-            for name, data in load_domains(spec, strict=strict, log=log).items()}
+    return {name: d.queries(shots=spec.shots, seed=spec.seed, limit=spec.limit)
+            for name, d in data.items()}
 
 
 @dataclass
@@ -489,8 +494,7 @@ def plan(spec: RunSpec, cache: ResponseCache, strict: bool = False) -> Plan:
     backend, judge = make_backend(spec), make_judge(spec.judge, spec.judge_options)
     params = params_of(spec)
     data = load_domains(spec, strict=strict)
-    tagged = [(d, q) for d, dd in data.items()
-              for q in dd.queries(shots=spec.shots, seed=spec.seed, limit=spec.limit)]
+    tagged = [(d, q) for d, qs in build_queries(spec, data).items() for q in qs]
     generations, missing = StageCount("generate"), []
 
     def lookup(requests: list[GenerationRequest]) -> list[str]:

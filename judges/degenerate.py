@@ -30,11 +30,15 @@ _ALNUM = re.compile(r"[^\W_]")
 _EDGE_PUNCTUATION = re.compile(r"^[\W_]+|[\W_]+$")
 
 
+def normalize(text: str) -> str:
+    """Lower-cased, with typographic single quotes as ASCII apostrophes."""
+    return text.lower().replace("\u2019", "'").replace("\u2018", "'")
+
+
 def plain_words(text: str) -> list[str]:
     """Whitespace-separated tokens with a letter or digit, lower-cased, without the punctuation
     at their ends ("M*A*S*H" is one word here)."""
-    normalized = text.lower().replace("\u2019", "'").replace("\u2018", "'")
-    return [_EDGE_PUNCTUATION.sub("", token) for token in normalized.split()
+    return [_EDGE_PUNCTUATION.sub("", token) for token in normalize(text).split()
             if _ALNUM.search(token)]
 
 

@@ -43,7 +43,7 @@ from fspo_bench.judge import Comparison, Judge
 from fspo_bench.records import Judgment
 
 from . import lexicon
-from .degenerate import MIN_WORDS, RULE, degeneracy, degenerate_verdict
+from .degenerate import MIN_WORDS, RULE, degeneracy, degenerate_verdict, normalize
 
 VERSION = 2
 LENGTH_RATIO = 1.25
@@ -66,13 +66,9 @@ _SENTENCE_END = re.compile(r"[.!?]+(?=\s|$)|\n\s*\n")
 
 # --------------------------------------------------------------------------- text signals
 
-def _normalize(text: str) -> str:
-    return text.lower().replace("\u2019", "'").replace("\u2018", "'")
-
-
 def word_count(text: str) -> int:
     """Words (runs of letters and digits, with inner hyphens or apostrophes)."""
-    return len(_WORD.findall(_normalize(text)))
+    return len(_WORD.findall(normalize(text)))
 
 
 def sentiment_score(text: str) -> int:
@@ -80,7 +76,7 @@ def sentiment_score(text: str) -> int:
     earlier in the same clause (punctuation and "but", "although", ... end a clause)."""
     score = 0
     since_negator = None  # words since the last negator in this clause
-    for token in _TOKEN.findall(_normalize(text)):
+    for token in _TOKEN.findall(normalize(text)):
         if not token[0].isalpha() or token in lexicon.CLAUSE_BREAKS:
             since_negator = None
             continue
@@ -111,11 +107,11 @@ def syllables(word: str) -> int:
 
 def flesch_kincaid_grade(text: str) -> float:
     """0.39 * words/sentences + 11.8 * syllables/word - 15.59 (0.0 for text without words)."""
-    words = [w for w in _WORD.findall(_normalize(text)) if any(ch.isalpha() for ch in w)]
+    words = [w for w in _WORD.findall(normalize(text)) if any(ch.isalpha() for ch in w)]
     if not words:
         return 0.0
     sentences = max(1, sum(1 for part in _SENTENCE_END.split(text) if _WORD.search(
-        _normalize(part))))
+        normalize(part))))
     n_syllables = sum(sum(syllables(piece) for piece in w.split("-")) for w in words)
     return 0.39 * len(words) / sentences + 11.8 * n_syllables / len(words) - 15.59
 

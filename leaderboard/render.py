@@ -137,13 +137,11 @@ def vs_prefacc_parts(row: dict[str, Any]) -> tuple[str, str]:
 def vs_texts(row: dict[str, Any]) -> tuple[str, str]:
     """The ``--vs`` columns: paired winrate and preference-accuracy differences (``baseline``
     on the baseline's own rows)."""
-    if row.get("vs") is None:
-        return "", ""
-    if row["method"] == row["vs"]:
-        return "baseline", "baseline"
+    prefacc, p = vs_prefacc_parts(row)
+    if row.get("vs") is None or row["method"] == row["vs"]:
+        return prefacc, prefacc  # nothing, or "baseline" twice
     winrate = signed_text(row.get("vs_winrate_diff"), row.get("vs_winrate_diff_ci_low"),
                           row.get("vs_winrate_diff_ci_high"))
-    prefacc, p = vs_prefacc_parts(row)
     return winrate, f"{prefacc} (p {p})" if p else prefacc
 
 

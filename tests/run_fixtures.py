@@ -259,3 +259,10 @@ def run_cli(*argv: str) -> int:
         except SystemExit as exc:
             return exc.code if isinstance(exc.code, int) else 1
     return 0
+
+
+def canary_count(run_dir: Path, kinds: tuple[str, ...] | None = None) -> int:
+    """How many canary verdicts a run's judge_canaries.json reports (of ``kinds`` if given)."""
+    report = json.loads((run_dir / "judge_canaries.json").read_text())
+    return sum(k["n"] for domain in report.values() for kind, k in domain["by_kind"].items()
+               if kinds is None or kind in kinds)

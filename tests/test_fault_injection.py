@@ -21,7 +21,7 @@ from fspo_bench.cache import ResponseCache
 from fspo_bench.judge import Comparison
 from fspo_bench.judges.pairwise import PairwiseJudge
 from fspo_bench.records import User
-from fspo_bench.rundir import CANARIES, JUDGMENTS, read_json, read_result
+from fspo_bench.rundir import JUDGMENTS, read_result
 from fspo_bench.runner import StageCount, cached_judge
 
 from .api_runs import (
@@ -38,7 +38,7 @@ from .api_runs import (
     verdicts_match_server,
 )
 from .fault_server import FAULTS, GARBAGE, FaultServer, FaultServerProcess
-from .run_fixtures import run_cli
+from .run_fixtures import canary_count, run_cli
 
 LIMIT = 8
 BACKEND_ATTEMPTS = 5  # the litellm backend's default max_retries (4) plus one
@@ -88,8 +88,7 @@ def test_a_run_with_30_percent_faults_completes_with_the_fault_free_scores(serve
     samples = Counter(e.body["messages"][-1]["content"] for e in faulty.work(JUDGE)
                       if e.action == "ok" or e.action == "garbage")
     # the judge's canaries reach the server too, except the degenerate ones its guard decides
-    canaries = sum(k["n"] for domain in read_json(tmp_path / "faulty" / CANARIES).values()
-                   for kind, k in domain["by_kind"].items() if kind == "other_user")
+    canaries = canary_count(tmp_path / "faulty", ("other_user",))
     assert len(samples) == 2 * LIMIT + canaries and max(samples.values()) <= JUDGE_ATTEMPTS
     assert (sum(per_body[JUDGE].values())
             <= (2 * LIMIT + canaries) * JUDGE_ATTEMPTS * BACKEND_ATTEMPTS)

@@ -20,7 +20,6 @@ finished items) and write the same files as an uninterrupted run with the same s
 from __future__ import annotations
 
 import fcntl
-import json
 import os
 import signal
 import stat
@@ -32,7 +31,7 @@ from pathlib import Path
 
 import pytest
 
-from fspo_bench.rundir import CANARIES, GENERATIONS, JUDGMENTS, RESULTS
+from fspo_bench.rundir import GENERATIONS, JUDGMENTS, RESULTS
 
 from .api_runs import (
     GEN,
@@ -44,6 +43,7 @@ from .api_runs import (
     run_files,
 )
 from .fault_server import FaultServer
+from .run_fixtures import canary_count
 from .test_runner import cache_rows
 
 pytestmark = [pytest.mark.slow]
@@ -166,8 +166,7 @@ def test_a_run_killed_at_any_point_resumes_to_the_clean_result(point, server, cl
                              timeout=DEADLINE)
     assert resumed.returncode == 0, resumed.stderr
     # and the judge's canary verdicts, cached like the others
-    canaries = sum(k["n"] for domain in json.loads((clean_run / CANARIES).read_text()).values()
-                   for k in domain["by_kind"].values())
+    canaries = canary_count(clean_run)
     items = QUERY_ITEMS + canaries
     resume_requests = len(server.work()) - before - killed_requests
     print(f"\n[kill while {point}] finished items at the kill {finished}/{items}; requests: "

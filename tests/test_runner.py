@@ -19,6 +19,8 @@ from fspo_bench.records import RunSpec
 from fspo_bench.rundir import read_generations, read_judgments
 from fspo_bench.runner import Runner, plan
 
+from .run_fixtures import canary_count
+
 GENERATION = {"max_new_tokens": 12, "temperature": 0.0, "repetition_penalty": 1.0}
 
 
@@ -84,9 +86,7 @@ def test_dry_run_counts_calls_without_making_them(tiny_model, tmp_path):
         assert len(cache) == 0
         run(tiny_model, tmp_path / "run", cache)
         after = plan(spec(tiny_model), cache)
-    canaries = sum(k["n"] for d in json.loads((tmp_path / "run" / "judge_canaries.json")
-                                              .read_text()).values()
-                   for k in d["by_kind"].values())  # judged too, and counted
+    canaries = canary_count(tmp_path / "run")  # judged too, and counted
     assert canaries > 0
     assert (before.generations.new, before.judgments.new) == (8, 8 + canaries)
     assert (after.generations.new, after.judgments.new) == (0, 0)
