@@ -26,7 +26,6 @@ personal to no one scores 0; one that follows whatever shots it is given scores 
 
 from __future__ import annotations
 
-from collections import defaultdict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -45,9 +44,9 @@ from fspo_bench.prefacc import (
     request_pairs,
     score_doc,
     shots_for,
+    user_ci,
 )
 from fspo_bench.records import Preference, Query
-from fspo_bench.stats import bootstrap_mean_ci
 
 #: Generates the texts of scoring calls (a RAT method's description), through the run's cache.
 Complete = Callable[[list[GenerationRequest]], list[str]]
@@ -114,11 +113,6 @@ def opponent(data: DomainData, pref: Preference) -> Preference | None:
     return min(others, key=lambda p: p.user_id, default=None)
 
 
-def _interval(values: dict[str, list[float]], seed: int) -> tuple[float | None, float | None]:
-    ci = bootstrap_mean_ci(values, seed=seed)
-    return (None, None) if ci is None else (100 * ci[0], 100 * ci[1])
-
-
 def summarize(samples: Sequence[dict[str, Any]], *, seed: int = 0) -> dict[str, Any]:
     """Calibrated accuracy (percent) with its user-clustered 95% interval, the secondary
     accuracies, specificity where scored, and the same by the users' ``group`` (Reviews:
@@ -135,14 +129,11 @@ def _summary(samples: Sequence[dict[str, Any]], seed: int) -> dict[str, Any]:
     out: dict[str, Any] = {"n_docs": len(samples),
                            "n_users": len({s["user_id"] for s in samples})}
     for key in ("acc", "acc_summed", "acc_norm", "specificity"):
-        by_user: dict[str, list[float]] = defaultdict(list)
-        for s in samples:
-            if s.get(key) is not None:
-                by_user[s["user_id"]].append(s[key])
-        values = [v for vs in by_user.values() for v in vs]
-        out[key] = 100 * sum(values) / len(values) if values else None
-        out[f"{key}_ci_low"], out[f"{key}_ci_high"] = _interval(by_user, seed)
-        out[f"{key}_n"] = len(values)
+        scored = [s for s in samples if s.get(key) is not None]
+        out[key] = 100 * sum(s[key] for s in scored) / len(scored) if scored else None
+        out[f"{key}_ci_low"], out[f"{key}_ci_high"] = (
+            None if v is None else 100 * v for v in user_ci(scored, key, seed))
+        out[f"{key}_n"] = len(scored)
     return out
 
 

@@ -259,7 +259,10 @@ def score_doc(doc: Mapping[str, Any], lls: Sequence[float]) -> dict[str, Any]:
             "acc": float(pred == doc["gold"]), "acc_norm": float(pred_norm == doc["gold"])}
 
 
-def _ci(samples: Iterable[Mapping[str, Any]], key: str, seed: int) -> tuple[float | None, ...]:
+def user_ci(samples: Iterable[Mapping[str, Any]], key: str, seed: int
+            ) -> tuple[float | None, ...]:
+    """95% bootstrap interval of the mean of ``key`` over samples, resampling their users
+    (``(None, None)`` without samples)."""
     by_user: dict[str, list[float]] = defaultdict(list)
     for s in samples:
         by_user[s["user_id"]].append(float(s[key]))
@@ -270,7 +273,7 @@ def _ci(samples: Iterable[Mapping[str, Any]], key: str, seed: int) -> tuple[floa
 def summarize(samples: Sequence[Mapping[str, Any]], *, seed: int = 0) -> dict[str, Any]:
     """acc, acc_norm and their user-clustered bootstrap intervals over scored docs."""
     n = len(samples)
-    acc_ci, norm_ci = _ci(samples, "acc", seed), _ci(samples, "acc_norm", seed)
+    acc_ci, norm_ci = user_ci(samples, "acc", seed), user_ci(samples, "acc_norm", seed)
     return {
         "n_docs": n,
         "n_users": len({s["user_id"] for s in samples}),
@@ -348,7 +351,7 @@ def implicit_reward_accuracy(backend: Any, data: DomainData, shots: int | None =
         margins.append(margin)
         samples.append({"id": d["id"], "user_id": d["user_id"], "question_id": d["question_id"],
                         "gold": gold, "rewards": rewards, "acc": float(margin > 0)})
-    ci = _ci(samples, "acc", seed)
+    ci = user_ci(samples, "acc", seed)
     return {"domain": data.domain, "engine": "backend", "shots": n, "seed": seed,
             "limit": limit, "beta": beta, "reference": reference or "base",
             "n_docs": len(samples), "n_users": len({s["user_id"] for s in samples}),
